@@ -1,0 +1,3 @@
+"""Commands of the `select` stage (placeholder until the stage lands)."""
+
+from __future__ import annotations

@@ -1,0 +1,149 @@
+"""Configuration of every stage, as pydantic models; YAML in and out.
+
+Defaults are the published PathGen-1.6M method, so an empty config reproduces the paper's
+choices. A config is validated before any work starts (unknown keys are errors: a typo must not
+silently fall back to a default), and the resolved config, every default written out, is saved
+beside the run's outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TileConfig(_Section):
+    """Tissue tiling: 672-px level-0 patches on a non-overlapping grid, kept at >= 50 % tissue."""
+
+    size: int = Field(672, gt=0, description="tile side in pixels (level 0, or at `mpp` when set)")
+    mpp: float | None = Field(
+        None, gt=0, description="physical resolution of `size` in µm/px; None means level-0 pixels"
+    )
+    assume_mpp: float | None = Field(
+        None, gt=0, description="mpp to use for slides whose metadata has none (never guessed silently)"
+    )
+    min_tissue: float = Field(0.5, ge=0, le=1, description="minimum tissue fraction of a kept tile")
+    thumbnail_downsample: float = Field(32.0, gt=1, description="downsample of the tissue-mask thumbnail")
+    reader: Literal["auto", "openslide", "tiffslide", "wsidicom"] = "auto"
+    workers: int = Field(0, ge=0, description="slide processes; 0 = number of CPUs, at most 8")
+
+
+class EmbedConfig(_Section):
+    """Embedding every tile with a pathology CLIP image encoder (ViT-L/14 at 336 px, as published)."""
+
+    encoder: str = Field("tiny", description="model spec, e.g. 'open_clip:ViT-L-14-336@ckpt.pt', 'tiny'")
+    batch_size: int = Field(64, gt=0)
+    workers: int = Field(2, ge=0, description="DataLoader workers reading tiles")
+    device: str | None = Field(None, description="'cuda', 'cpu', ...; None picks cuda when available")
+
+
+class SelectConfig(_Section):
+    """Representative patches: prompt retrieval, then k-means diversity, then near-duplicate removal."""
+
+    top_k_attribute: int = Field(64, ge=0)
+    top_k_finding: int = Field(64, ge=0)
+    per_slide_cap: int = Field(256, gt=0)
+    clusters: int | None = Field(None, gt=0, description="k of k-means; None = ceil(sqrt(n))")
+    dedup_threshold: float = Field(0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates")
+    prompts: Path | None = Field(None, description="YAML/JSON file adding or replacing attribute prompts")
+    replace_prompts: bool = False
+    seed: int = 0
+
+
+class AgentConfig(_Section):
+    """One agent's model and sampling; unset fields inherit from `CaptionConfig`."""
+
+    model: str | None = None
+    base_url: str | list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    prompt_version: str | None = None
+
+
+class CaptionConfig(_Section):
+    """The describe -> revise -> summarize chain and the engine that drives it."""
+
+    model: str = Field("tiny", description="generator spec shared by all agents unless overridden")
+    base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL(s), round-robin")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+    image_size: int = Field(672, gt=0, description="side of the JPEG sent to the model")
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_tokens: int = 512
+    seed: int | None = 0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int = Field(64, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    max_reasks: int = Field(2, ge=0, description="re-asks after an output check fails")
+    context_length: int = Field(77, gt=0, description="CLIP token budget of a caption")
+    describe: AgentConfig = Field(default_factory=AgentConfig)
+    revise: AgentConfig = Field(default_factory=AgentConfig)
+    summarize: AgentConfig = Field(default_factory=AgentConfig)
+
+
+class ExportConfig(_Section):
+    """The dataset: PathGen json, webdataset shards, parquet index, card, gallery."""
+
+    image_size: int = Field(672, gt=0)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    samples_per_shard: int = Field(1000, gt=0)
+    gallery_page_size: int = Field(48, gt=0)
+
+
+class RunConfig(_Section):
+    """A whole run: inputs, run directory and every stage."""
+
+    slides: list[str] = Field(default_factory=list, description="slide files, folders or a manifest")
+    out: Path | None = None
+    tile: TileConfig = Field(default_factory=TileConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("slides", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        """Read a config; relative paths in it are resolved against the config file's folder."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"config file not found: {path}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+        base = path.parent
+        slides = data.get("slides")
+        if isinstance(slides, str):
+            slides = [slides]
+        if isinstance(slides, list):
+            data["slides"] = [str(_resolve(base, s)) for s in slides]
+        if data.get("out"):
+            data["out"] = str(_resolve(base, data["out"]))
+        return cls.model_validate(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def dump_section(section: BaseModel) -> dict[str, Any]:
+    """A stage's resolved arguments, JSON-able, for fingerprints and the run's config.yaml."""
+    return section.model_dump(mode="json")

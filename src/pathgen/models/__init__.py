@@ -1,0 +1,1 @@
+"""pathgen.models."""
