@@ -21,12 +21,15 @@ def test_help_lists_stages_in_pipeline_order():
         hits = [i for i, line in enumerate(lines) if line.strip(" │|").split(" ")[0] == stage]
         assert hits, f"`{stage}` missing from pathgen --help:\n{result.output}"
         positions.append(hits[0])
-    assert positions == sorted(positions), f"stages out of order: {dict(zip(STAGES_IN_ORDER, positions))}"
+    order = dict(zip(STAGES_IN_ORDER, positions, strict=True))
+    assert positions == sorted(positions), f"stages out of order: {order}"
     for other in ("ingest", "train", "eval"):
         assert any(line.strip(" │|").split(" ")[0] == other for line in lines), other
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from pathgen.cli import app; print('torch' in sys.modules, 'open_clip' in sys.modules)"
+    code = (
+        "import sys; from pathgen.cli import app; print('torch' in sys.modules, 'open_clip' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -31,7 +31,11 @@ def test_yaml_round_trip_and_relative_paths(tmp_path):
 
 @pytest.mark.parametrize(
     "text, field",
-    [("tile:\n  szie: 224\n", "szie"), ("tile:\n  min_tissue: 1.5\n", "min_tissue"), ("colour: red\n", "colour")],
+    [
+        ("tile:\n  szie: 224\n", "szie"),
+        ("tile:\n  min_tissue: 1.5\n", "min_tissue"),
+        ("colour: red\n", "colour"),
+    ],
 )
 def test_bad_config_fails_naming_the_field(tmp_path, text, field):
     path = tmp_path / "bad.yaml"

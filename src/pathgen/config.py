@@ -51,7 +51,9 @@ class SelectConfig(_Section):
     top_k_finding: int = Field(64, ge=0)
     per_slide_cap: int = Field(256, gt=0)
     clusters: int | None = Field(None, gt=0, description="k of k-means; None = ceil(sqrt(n))")
-    dedup_threshold: float = Field(0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates")
+    dedup_threshold: float = Field(
+        0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates"
+    )
     prompts: Path | None = Field(None, description="YAML/JSON file adding or replacing attribute prompts")
     replace_prompts: bool = False
     seed: int = 0
@@ -84,6 +86,14 @@ class CaptionConfig(_Section):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)
     max_reasks: int = Field(2, ge=0, description="re-asks after an output check fails")
+    backoff_s: float = Field(0.5, ge=0, description="base of the exponential backoff between retries")
+    backoff_max_s: float = Field(
+        30.0, ge=0, description="cap of one backoff wait (Retry-After may exceed it)"
+    )
+    price_in_per_mtok: float = Field(
+        0.0, ge=0, description="prompt price per million tokens (dry-run estimate)"
+    )
+    price_out_per_mtok: float = Field(0.0, ge=0, description="completion price per million tokens (dry-run)")
     context_length: int = Field(77, gt=0, description="CLIP token budget of a caption")
     describe: AgentConfig = Field(default_factory=AgentConfig)
     revise: AgentConfig = Field(default_factory=AgentConfig)
@@ -97,6 +107,10 @@ class ExportConfig(_Section):
     jpeg_quality: int = Field(95, ge=1, le=100)
     samples_per_shard: int = Field(1000, gt=0)
     gallery_page_size: int = Field(48, gt=0)
+    gallery_max_items: int = Field(
+        1000, ge=0, description="thumbnails embedded in gallery.html (spread evenly)"
+    )
+    workers: int = Field(0, ge=0, description="threads reading patches, one slide each; 0 = CPUs, at most 8")
 
 
 class RunConfig(_Section):

@@ -140,9 +140,7 @@ class RunDir:
     def require(self, artifact: Path, stage: str) -> Path:
         """Fail with a message naming the stage to run first when an input artifact is missing."""
         if not artifact.exists():
-            raise FileNotFoundError(
-                f"{artifact} does not exist: run `pathgen {stage}` on {self.root} first"
-            )
+            raise FileNotFoundError(f"{artifact} does not exist: run `pathgen {stage}` on {self.root} first")
         return artifact
 
     # -- stage status ----------------------------------------------------------------------

@@ -1,3 +1,59 @@
-"""Commands of the `embed` stage (placeholder until the stage lands)."""
+"""`pathgen embed`: every tile of a run through an image encoder -> RUN/embeddings/."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pathgen.cli.app import PIPELINE, app
+from pathgen.cli.common import console, fail, summary_table
+
+
+@app.command("embed", rich_help_panel=PIPELINE)
+def embed(
+    run: Path = typer.Argument(..., help="run directory (after `pathgen tile`)"),
+    encoder: str | None = typer.Option(
+        None,
+        "--encoder",
+        "-e",
+        help=(
+            "tiny | open_clip:NAME\\[@CKPT]\\[?quick_gelu=1] | hf:ID_OR_DIR | a model directory "
+            "\\[default: tiny]"
+        ),
+    ),
+    batch_size: int | None = typer.Option(None, help="images per forward pass \\[default: 64]"),
+    workers: int | None = typer.Option(None, help="DataLoader processes reading tiles \\[default: 2]"),
+    device: str | None = typer.Option(None, help="cuda | cpu | cuda:1 ... \\[default: cuda when available]"),
+    config: Path | None = typer.Option(None, help="YAML run config; its `embed:` section is used"),
+) -> None:
+    """Embed every tile at the encoder's input size (fp16 on GPU); resumable per slide."""
+    from pydantic import ValidationError
+
+    from pathgen.config import EmbedConfig, RunConfig
+    from pathgen.embed import embed_stage
+    from pathgen.rundir import RunDir
+
+    try:
+        base = RunConfig.from_yaml(config) if config else RunConfig()
+        given = dict(encoder=encoder, batch_size=batch_size, workers=workers, device=device)
+        cfg = EmbedConfig.model_validate(
+            {**base.embed.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+        )
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        raise fail(f"bad configuration: {exc}") from exc
+    try:
+        summary = embed_stage(RunDir(run), cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+
+    if summary.get("up_to_date"):
+        console.print(f"embed: up to date ({summary['skipped']} slides already embedded with {cfg.encoder})")
+        return
+    rows = [{"slide": sid, "problem": e.get("error", "")} for sid, e in summary.get("errors", {}).items()]
+    if rows:
+        console.print(summary_table("slides with problems", rows, ["slide", "problem"]))
+    keys = ["done", "skipped", "failed", "n_tiles", "bad_tiles", "tiles_per_s", "seconds", "device"]
+    console.print(summary_table(f"embed -> {run}/embeddings", [summary], keys))
+    if summary["failed"]:
+        raise typer.Exit(1)

@@ -1,3 +1,140 @@
-"""Commands of the `export` stage (placeholder until the stage lands)."""
+"""`pathgen export`: a captioned run -> RUN/export/; or a released pathgen.json + slides -> shards."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from pathgen.cli.app import PIPELINE, app
+from pathgen.cli.common import console, fail, summary_table
+
+
+def print_export_summary(summary: dict[str, Any], out: Path) -> None:
+    """Shared by `export`, `run` and `demo`: what was written and where."""
+    out = Path(os.path.normpath(out))
+    if summary.get("up_to_date"):
+        console.print(f"[bold]up to date[/]: {out} already holds this export; nothing changed")
+    rows = [{"item": k, "value": summary.get(k)} for k in ("pairs", "shards", "skipped", "failed")]
+    rows += [
+        {"item": f"skipped: {k}", "value": v} for k, v in (summary.get("skipped_by_reason") or {}).items()
+    ]
+    console.print(summary_table("export", rows, ["item", "value"]))
+    console.print(f"dataset: {out}")
+    if summary.get("train_data"):
+        console.print(f"open_clip_train --train-data '{summary['train_data']}'")
+    console.print(f"dataset card: {out / 'README.md'}   gallery: {out / 'gallery.html'}")
+
+
+@app.command("export", rich_help_panel=PIPELINE)
+def export(
+    run: Path | None = typer.Argument(
+        None, help="run directory with captions (omit with --from-pathgen-json)"
+    ),
+    from_pathgen_json: Path | None = typer.Option(
+        None,
+        "--from-pathgen-json",
+        help="released PathGen records {wsi_id, position, caption} to materialise",
+    ),
+    slides: Path | None = typer.Option(
+        None, help="folder of slides for --from-pathgen-json (found by wsi_id)"
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output folder for --from-pathgen-json"),
+    patch_size: int = typer.Option(672, help="level-0 patch side of the released records"),
+    image_size: int | None = typer.Option(None, help="side of the JPEG in the shards \\[default: 672]"),
+    jpeg_quality: int | None = typer.Option(None, help="JPEG quality \\[default: 95]"),
+    samples_per_shard: int | None = typer.Option(None, help="pairs per tar shard \\[default: 1000]"),
+    gallery_max_items: int | None = typer.Option(None, help="thumbnails in gallery.html \\[default: 1000]"),
+    workers: int | None = typer.Option(
+        None, help="patch-reading threads; 0 = CPUs, at most 8 \\[default: 0]"
+    ),
+    config: Path | None = typer.Option(
+        None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"
+    ),
+) -> None:
+    """Write the dataset: pathgen.json, webdataset shards, index.parquet, card README.md, gallery.html.
+
+    Examples: `pathgen export runs/demo`;
+    `pathgen export --from-pathgen-json PathGen-1.6M.json --slides /data/tcga --out pathgen-1.6m`.
+    """
+    from pydantic import ValidationError
+
+    from pathgen.config import ExportConfig, RunConfig
+
+    try:
+        # Without --config, a run made by `pathgen run`/`demo` keeps its own export settings.
+        resolved = run / "config.yaml" if run is not None else None
+        if config:
+            base = RunConfig.from_yaml(config).export
+        elif resolved is not None and resolved.exists():
+            base = RunConfig.from_yaml(resolved).export
+        else:
+            base = ExportConfig()
+        overrides = {
+            k: v
+            for k, v in dict(
+                image_size=image_size,
+                jpeg_quality=jpeg_quality,
+                samples_per_shard=samples_per_shard,
+                gallery_max_items=gallery_max_items,
+                workers=workers,
+            ).items()
+            if v is not None
+        }
+        cfg = ExportConfig.model_validate({**base.model_dump(), **overrides})
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        raise fail(f"bad configuration: {exc}") from exc
+
+    if from_pathgen_json is not None:
+        _materialise(from_pathgen_json, slides, out, patch_size, cfg)
+        return
+    if run is None:
+        raise fail(
+            "give a run directory (pathgen export RUN) or --from-pathgen-json FILE --slides DIR --out DIR"
+        )
+    from pathgen.export.stage import export_stage
+    from pathgen.rundir import RunDir
+
+    rundir = RunDir(run)
+    try:
+        summary = export_stage(rundir, cfg)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from exc
+    print_export_summary(summary, rundir.export)
+    if summary.get("done", 0) == 0 and not summary.get("up_to_date"):
+        console.print("[bold red]no pair was exported[/] (see the skipped reasons above)")
+        raise typer.Exit(1)
+
+
+def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any) -> None:
+    from pathgen.export.materialise import materialise
+
+    if slides is None or out is None:
+        raise fail("--from-pathgen-json needs --slides DIR and --out DIR")
+    if not source.is_file():
+        raise fail(f"records file not found: {source}")
+    if not slides.is_dir():
+        raise fail(f"slides folder not found: {slides}")
+    try:
+        summary = materialise(
+            source,
+            slides,
+            out,
+            patch_size=patch_size,
+            image_size=cfg.image_size,
+            quality=cfg.jpeg_quality,
+            per_shard=cfg.samples_per_shard,
+            gallery_max=cfg.gallery_max_items,
+            workers=cfg.workers,
+        )
+    except ValueError as exc:
+        raise fail(f"{source}: {exc}") from exc
+    print_export_summary(summary, out)
+    console.print(
+        f"{summary['records']} records: {summary['done']} materialised, {summary['skipped']} skipped "
+        f"(per-record reasons in {out / 'errors.json'})"
+    )
+    if summary["done"] == 0:
+        raise typer.Exit(1)

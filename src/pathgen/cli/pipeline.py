@@ -1,3 +1,155 @@
-"""Commands of the `pipeline` stage (placeholder until the stage lands)."""
+"""`pathgen run CONFIG.yaml` (the whole chain) and `pathgen demo` (the chain on the sample slides)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from pathgen.cli.app import PIPELINE, app
+from pathgen.cli.common import console, fail
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+TINY_WARNING = (
+    "[bold yellow]The demo uses TINY RANDOM models[/] (embed.encoder=tiny, caption.model=tiny): it proves "
+    "the whole chain runs offline, but its selections and captions are [bold]NOT meaningful[/]."
+)
+REAL_VLM_HINT = """To caption with a real vision-language model, serve one with an OpenAI-compatible API,
+e.g. with vLLM:
+  vllm serve llava-hf/llava-v1.6-mistral-7b-hf --port 8000 --max-model-len 8192
+then point pathgen at it:
+  pathgen demo --base-url http://localhost:8000/v1 --model llava-hf/llava-v1.6-mistral-7b-hf
+  pathgen run examples/vllm.yaml        (slides, encoder and all agents in one config)"""
+
+
+def _stage_line(stage: str, summary: dict[str, Any], seconds: float) -> None:
+    if summary.get("up_to_date"):
+        state = "[green]up to date[/]"
+    else:
+        counts = [f"{k} {summary.get(k, 0)}" for k in ("done", "skipped", "failed")]
+        state = ", ".join(counts)
+    console.print(f"[bold]{stage:>8}[/]  {state}  ({seconds:.1f} s)")
+
+
+def _run(cfg: Any, out: Path | None, until: str, limit: int | None) -> dict[str, dict[str, Any]]:
+    from pathgen.pipeline import PipelineError, run_pipeline
+
+    try:
+        return run_pipeline(cfg, out, until=until, caption_limit=limit, on_stage=_stage_line)
+    except PipelineError as exc:
+        raise fail(f"stage {exc}", code=1) from exc
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _finish(summaries: dict[str, dict[str, Any]], root: Path) -> None:
+    from pathgen.cli.export import print_export_summary
+
+    if "export" in summaries:
+        print_export_summary(summaries["export"], root / "export")
+
+
+@app.command("run", rich_help_panel=PIPELINE)
+def run(
+    config: Path = typer.Argument(
+        ..., help="YAML run config (slides, out, tile/embed/select/caption/export)"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="run directory \\[default: `out:` of the config]"
+    ),
+    until: str = typer.Option("export", help="last stage to run: tile | embed | select | caption | export"),
+    limit: int | None = typer.Option(None, help="caption at most this many tiles (a cheap first look)"),
+) -> None:
+    """Run tile -> embed -> select -> caption -> export; run it again to resume (each stage is fingerprinted).
+
+    Example: `pathgen run examples/vllm.yaml --out runs/my-slides`
+    """
+    from pydantic import ValidationError
+
+    from pathgen.config import RunConfig
+
+    try:
+        cfg = RunConfig.from_yaml(config)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        raise fail(f"bad configuration: {exc}") from exc
+    summaries = _run(cfg, out, until, limit)
+    _finish(summaries, Path(out or cfg.out))
+
+
+def find_sample_slides(explicit: Path | None = None) -> Path:
+    """The sample slides: --slides, $PATHGEN_SHARED_DATA/slides, or ../shared/data/slides of the repo/cwd."""
+    candidates = [explicit] if explicit else []
+    if os.environ.get("PATHGEN_SHARED_DATA"):
+        candidates.append(Path(os.environ["PATHGEN_SHARED_DATA"]) / "slides")
+    candidates += [
+        REPO_ROOT.parent / "shared" / "data" / "slides",
+        Path.cwd().parent / "shared" / "data" / "slides",
+    ]
+    for path in candidates:
+        if path is not None and path.is_dir():
+            return path
+    tried = ", ".join(str(p) for p in candidates if p is not None)
+    raise FileNotFoundError(
+        f"sample slides not found (tried {tried}); pass --slides DIR or set PATHGEN_SHARED_DATA"
+    )
+
+
+def demo_config(slides: Path, out: Path, per_slide: int, base_url: str | None, model: str | None) -> Any:
+    """The demo's RunConfig: published tiling, tiny encoder, a few patches per slide, tiny or real VLM."""
+    from pathgen.config import RunConfig
+
+    caption: dict[str, Any] = {"model": model or "tiny"}
+    if base_url:
+        caption["base_url"] = base_url
+    return RunConfig.model_validate(
+        {
+            "slides": [str(slides)],
+            "out": str(out),
+            "embed": {"encoder": "tiny", "batch_size": 16, "workers": 0},
+            # A random encoder makes every patch look alike (cosine ~1), so near-duplicate removal at
+            # the published 0.88 would keep one patch a slide; the demo drops exact copies only.
+            "select": {
+                "per_slide_cap": per_slide,
+                "top_k_attribute": per_slide,
+                "top_k_finding": per_slide,
+                "dedup_threshold": 1.0,
+            },
+            "caption": caption,
+            "export": {"samples_per_shard": 4},
+        }
+    )
+
+
+@app.command("demo", rich_help_panel=PIPELINE)
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run directory"),
+    slides: Path | None = typer.Option(None, help="slide folder \\[default: ../shared/data/slides]"),
+    per_slide: int = typer.Option(4, help="patches captioned per slide (the method keeps up to 256)"),
+    base_url: str | None = typer.Option(
+        None, help="OpenAI-compatible VLM server, e.g. http://localhost:8000/v1"
+    ),
+    model: str | None = typer.Option(None, help="model name served at --base-url \\[default: tiny]"),
+) -> None:
+    """The whole chain on the bundled sample slides, offline, in about a minute on a laptop CPU."""
+    if base_url and not model:
+        raise fail("--base-url needs --model (the name the server serves)")
+    try:
+        slide_dir = find_sample_slides(slides)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from exc
+    cfg = demo_config(slide_dir, out, per_slide, base_url, model)
+    tiny = not base_url
+    if tiny:
+        console.print(TINY_WARNING)
+    console.print(
+        f"demo: slides {slide_dir} -> {out}; at most {per_slide} patch(es) per slide are captioned "
+        "(the published method keeps up to 256: use `pathgen run` with your own config for that)"
+    )
+    summaries = _run(cfg, out, "export", None)
+    _finish(summaries, out)
+    if tiny:
+        console.print(TINY_WARNING)
+        console.print(REAL_VLM_HINT)

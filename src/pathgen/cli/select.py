@@ -1,3 +1,67 @@
-"""Commands of the `select` stage (placeholder until the stage lands)."""
+"""`pathgen select`: representative tiles per slide -> RUN/selected.parquet."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pathgen.cli.app import PIPELINE, app
+from pathgen.cli.common import console, fail, summary_table
+
+_SHOW_SLIDES = 20
+
+
+@app.command("select", rich_help_panel=PIPELINE)
+def select(
+    run: Path = typer.Argument(..., help="run directory (after `pathgen embed`)"),
+    top_k: int | None = typer.Option(None, help="tiles kept per slide by each prompt set \\[default: 64]"),
+    cap: int | None = typer.Option(None, help="at most this many tiles per slide \\[default: 256]"),
+    clusters: int | None = typer.Option(None, help="k of k-means \\[default: ceil(sqrt(tiles))]"),
+    dedup: float | None = typer.Option(
+        None, help="cosine at or above which tiles are duplicates \\[default: 0.88]"
+    ),
+    prompts: Path | None = typer.Option(None, help="YAML/JSON file adding attribute prompts per project"),
+    replace_prompts: bool = typer.Option(False, help="the --prompts file replaces its projects' prompts"),
+    seed: int | None = typer.Option(None, help="k-means seed \\[default: 0]"),
+    config: Path | None = typer.Option(None, help="YAML run config; its `select:` section is used"),
+) -> None:
+    """Keep the tiles that match the project's morphology prompts and the report, then spread by k-means."""
+    from pydantic import ValidationError
+
+    from pathgen.config import RunConfig, SelectConfig
+    from pathgen.rundir import RunDir
+    from pathgen.selection.stage import select_stage
+
+    try:
+        base = RunConfig.from_yaml(config) if config else RunConfig()
+        given = dict(
+            top_k_attribute=top_k,
+            top_k_finding=top_k,
+            per_slide_cap=cap,
+            clusters=clusters,
+            dedup_threshold=dedup,
+            prompts=prompts,
+            replace_prompts=replace_prompts or None,
+            seed=seed,
+        )
+        cfg = SelectConfig.model_validate(
+            {**base.select.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+        )
+        summary = select_stage(RunDir(run), cfg)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+
+    if summary.get("up_to_date"):
+        console.print(f"select: up to date ({summary.get('selected', 0)} tiles in {run}/selected.parquet)")
+        return
+    slides = summary.get("slides", [])
+    cols = ["slide_id", "status", "tiles", "attribute", "finding", "cluster", "duplicates", "selected"]
+    shown = slides[:_SHOW_SLIDES]
+    title = "per slide" + (f" (first {_SHOW_SLIDES} of {len(slides)})" if len(slides) > _SHOW_SLIDES else "")
+    console.print(summary_table(title, [{**r, "status": r.get("error") or r["status"]} for r in shown], cols))
+    keys = ["done", "failed", "selected", "by_attribute", "by_finding", "by_cluster", "duplicates_removed",
+            "seconds"]  # fmt: skip
+    console.print(summary_table(f"select -> {run}/selected.parquet", [summary], keys))
+    if summary["failed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,197 @@
+"""The SQLite journal: one row per (tile, agent, prompt version, model, upstream), written per call.
+
+Each agent result is committed the moment it is known, or, in the engine, by one writer task
+that commits every row of the last 20 ms in one short transaction (WAL mode, synchronous=NORMAL: a
+commit is in the WAL file when it returns, so ``kill -9`` of the process loses nothing committed,
+only the calls in flight and at most the last 20 ms of answers). The row key is a hash of the
+request's identity (tile, agent, prompt version and text hash, model, sampling parameters, and the
+key of the upstream agent's row), datatrove-style, plus a UNIQUE constraint on the readable columns:
+a re-run finds its work done, a row is never duplicated, and changing one agent's prompt or model
+changes its keys and those of the agents after it, and nothing before it.
+
+Statuses: ``ok``, ``truncated`` (caption cut to fit), ``rejected`` (output checks failed after every
+re-ask: final) and ``error`` (transport failure after every retry: retried by the next run).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pathgen.rundir import fingerprint
+
+FINAL = ("ok", "truncated", "rejected")
+COLUMNS = (
+    "key",
+    "tile_id",
+    "agent",
+    "prompt_version",
+    "model",
+    "params",
+    "upstream",
+    "status",
+    "output",
+    "data",
+    "flags",
+    "error",
+    "attempts",
+    "reasks",
+    "latency",
+    "tokens_in",
+    "tokens_out",
+    "created_at",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    tile_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    model TEXT NOT NULL,
+    params TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    data TEXT,
+    flags TEXT,
+    error TEXT,
+    attempts INTEGER,
+    reasks INTEGER,
+    latency REAL,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    created_at REAL,
+    UNIQUE (tile_id, agent, prompt_version, model, params, upstream)
+);
+CREATE INDEX IF NOT EXISTS calls_tile ON calls (tile_id);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+
+_UPSERT = f"""
+INSERT INTO calls ({", ".join(COLUMNS)}) VALUES ({", ".join("?" * len(COLUMNS))})
+ON CONFLICT (key) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "key")}
+WHERE calls.status = 'error'
+"""
+
+
+def call_key(tile_id: str, agent: str, prompt_id: str, model: str, params: str, upstream: str) -> str:
+    """The request hash that identifies one agent call of one tile."""
+    return fingerprint("pathgen-call-v1", tile_id, agent, prompt_id, model, params, upstream)
+
+
+class Journal:
+    """A thin, single-connection wrapper; used from one event-loop thread."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+        self.deferred = False
+        self._pending: list[list[Any]] = []
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------------------
+    def put(self, row: dict[str, Any]) -> None:
+        """Record one agent result; a final row is never overwritten, an ``error`` row is replaced.
+
+        With ``deferred`` set, rows wait in memory until :meth:`flush` (the engine flushes every
+        few tens of milliseconds from one task: one transaction for all rows of a tick).
+        """
+        values = self._values(row)
+        if self.deferred:
+            self._pending.append(values)
+        else:
+            self._db.execute(_UPSERT, values)  # autocommit: one short transaction per row
+
+    def flush(self) -> int:
+        """Commit the deferred rows in one transaction; returns how many were written."""
+        if not self._pending:
+            return 0
+        rows, self._pending = self._pending, []
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(_UPSERT, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return len(rows)
+
+    @staticmethod
+    def _values(row: dict[str, Any]) -> list[Any]:
+        values = []
+        for col in COLUMNS:
+            value = row.get(col)
+            if col in ("data", "flags") and value is not None and not isinstance(value, str):
+                value = json.dumps(value, ensure_ascii=False)
+            if col == "created_at" and value is None:
+                value = time.time()
+            values.append(value)
+        return values
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_many(self, keys: Iterable[str], final_only: bool = True) -> dict[str, dict[str, Any]]:
+        """Rows by key (in chunks, to stay under SQLite's variable limit)."""
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        where = f" AND status IN ({', '.join(repr(s) for s in FINAL)})" if final_only else ""
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = (
+                f"SELECT {', '.join(COLUMNS)} FROM calls WHERE key IN ({', '.join('?' * len(chunk))}){where}"
+            )
+            for values in self._db.execute(sql, chunk):
+                row = _decode(values)
+                out[row["key"]] = row
+        return out
+
+    def count(self, **where: Any) -> int:
+        clause = " AND ".join(f"{k} = ?" for k in where) or "1"
+        return int(
+            self._db.execute(f"SELECT COUNT(*) FROM calls WHERE {clause}", tuple(where.values())).fetchone()[
+                0
+            ]
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            _decode(v) for v in self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM calls ORDER BY rowid")
+        ]
+
+
+def _decode(values: tuple[Any, ...]) -> dict[str, Any]:
+    row = dict(zip(COLUMNS, values, strict=True))
+    for col in ("data", "flags"):
+        if row[col] is not None:
+            row[col] = json.loads(row[col])
+    row["flags"] = row["flags"] or []
+    return row

@@ -1,0 +1,244 @@
+"""One evaluation: a model on a benchmark (or on pairs shards), for one or more tasks.
+
+``evaluate()`` is what ``pathgen eval`` calls; it returns the result dict it also writes to
+``OUT/results.json`` and ``OUT/results.md`` (plus confusion-matrix PNGs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pathgen.evaluate.benchmarks import Benchmark, get_benchmark
+from pathgen.evaluate.data import Example, class_counts, split_of
+from pathgen.evaluate.features import image_features
+from pathgen.evaluate.metrics import (
+    classification_metrics,
+    image_retrieval_metrics,
+    retrieval_metrics,
+    text_classifier,
+    zero_shot_predict,
+)
+from pathgen.evaluate.probe import FEW_SHOT_KS, few_shot, linear_probe
+from pathgen.evaluate.report import confusion_png, write_results
+
+TASKS = ("zeroshot", "linear", "fewshot", "retrieval")
+PAIRS = "pairs"
+
+
+def _encoder_factory(spec: str, device: str | None) -> Callable[[], Any]:
+    cache: dict[str, Any] = {}
+
+    def get() -> Any:
+        if "enc" not in cache:
+            from pathgen.models import load_encoder
+
+            cache["enc"] = load_encoder(spec, device=device)
+        return cache["enc"]
+
+    return get
+
+
+def _train_test(examples: list[Example], seed: int) -> tuple[list[Example], list[Example], str]:
+    """The dataset's own train/test split, or a stratified half/half split when it has none."""
+    train, test = split_of(examples, "train"), split_of(examples, "test")
+    if any(e.split for e in examples) and train and test and train != test:
+        return train, test, "published"
+    from sklearn.model_selection import train_test_split
+
+    labels = [e.label for e in examples]
+    counts = class_counts(examples)
+    strat = labels if min(counts.values()) >= 2 else None
+    tr, te = train_test_split(examples, test_size=0.5, random_state=seed, stratify=strat)
+    return list(tr), list(te), "stratified 50/50 (dataset has no train/test split)"
+
+
+def _cap(examples: list[Example], per_class: int | None, seed: int) -> list[Example]:
+    if not per_class:
+        return examples
+    rng = np.random.default_rng(seed)
+    out = []
+    for label in sorted({e.label for e in examples}):
+        group = [e for e in examples if e.label == label]
+        keep = sorted(rng.choice(len(group), size=min(per_class, len(group)), replace=False))
+        out.extend(group[i] for i in keep)
+    return out
+
+
+def evaluate(
+    model: str,
+    benchmark: str | None,
+    data: str | Path,
+    out: str | Path,
+    tasks: Sequence[str] = ("zeroshot",),
+    ensemble: bool = False,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    seeds: Sequence[int] = (0, 1, 2),
+    shots: Sequence[int] = FEW_SHOT_KS,
+    max_per_class: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``tasks`` and write results under ``out``; unknown tasks or benchmarks fail before work."""
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise ValueError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
+    out = Path(out)
+    cache = Path(cache_dir) if cache_dir else out / "cache"
+    get_encoder = _encoder_factory(model, device)
+    started = time.time()
+    if benchmark in (None, PAIRS):
+        if list(tasks) != ["retrieval"]:
+            raise ValueError(
+                "pairs shards support only --task retrieval; name a --benchmark for classification"
+            )
+        result = _pairs_retrieval(model, data, get_encoder, cache, batch_size, progress)
+    else:
+        result = _benchmark_tasks(
+            model,
+            get_benchmark(benchmark),
+            data,
+            out,
+            tasks,
+            ensemble,
+            get_encoder,
+            cache,
+            batch_size,
+            seeds,
+            shots,
+            max_per_class,
+            progress,
+        )
+    result["elapsed_s"] = round(time.time() - started, 2)
+    result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_results(out, result)
+    return result
+
+
+def _benchmark_tasks(
+    model: str,
+    bench: Benchmark,
+    data: str | Path,
+    out: Path,
+    tasks: Sequence[str],
+    ensemble: bool,
+    get_encoder: Callable[[], Any],
+    cache: Path,
+    batch_size: int,
+    seeds: Sequence[int],
+    shots: Sequence[int],
+    max_per_class: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    examples = _cap(bench.load(data), max_per_class, seed=0)
+    index = {c: i for i, c in enumerate(bench.classes)}
+    names = bench.class_names()
+    feats, cached = image_features(examples, get_encoder, model, bench.name, cache, batch_size, progress)
+    row = {e.id: i for i, e in enumerate(examples)}
+    result: dict[str, Any] = {
+        "benchmark": bench.name,
+        "title": bench.title,
+        "model": model,
+        "data": str(data),
+        "n_examples": len(examples),
+        "class_counts": class_counts(examples),
+        "features_cached": cached,
+        "tasks": {},
+    }
+
+    def xy(subset: list[Example]) -> tuple[np.ndarray, np.ndarray]:
+        return feats[[row[e.id] for e in subset]], np.asarray([index[e.label] for e in subset])
+
+    if "zeroshot" in tasks and bench.task == "retrieval":
+        raise ValueError(f"{bench.name} has no class prompts (a retrieval benchmark); use --task retrieval")
+    for task in tasks:
+        if task == "zeroshot":
+            test = split_of(examples, "test")
+            x, y = xy(test)
+            prompts = bench.prompts(ensemble)
+            classifier = text_classifier(prompts, get_encoder().encode_texts)
+            _, pred = zero_shot_predict(x, classifier)
+            metrics = classification_metrics(y, pred, names)
+            metrics["prompts"] = "ensemble" if ensemble else "single"
+            metrics["n_prompts"] = sum(len(p) for p in prompts)
+            metrics["example_prompt"] = prompts[0][0]
+            result["tasks"]["zeroshot"] = metrics
+            confusion_png(
+                metrics["confusion_matrix"],
+                names,
+                f"{bench.name} zero-shot — {model}",
+                out / "confusion_zeroshot.png",
+            )
+        elif task in ("linear", "fewshot"):
+            train, test, how = _train_test(examples, seed=seeds[0] if seeds else 0)
+            (xtr, ytr), (xte, yte) = xy(train), xy(test)
+            if task == "linear":
+                metrics = linear_probe(xtr, ytr, xte, yte, names, seed=seeds[0] if seeds else 0)
+                confusion_png(
+                    metrics["confusion_matrix"],
+                    names,
+                    f"{bench.name} linear probe — {model}",
+                    out / "confusion_linear.png",
+                )
+            else:
+                metrics = few_shot(xtr, ytr, xte, yte, names, ks=shots, seeds=seeds)
+            metrics["split"] = how
+            metrics["n_train"], metrics["n_test"] = len(train), len(test)
+            result["tasks"][task] = metrics
+        elif task == "retrieval":
+            if bench.task != "retrieval":
+                raise ValueError(
+                    f"{bench.name} is a classification benchmark; retrieval runs on kimia24 or on pairs "
+                    "shards (--benchmark pairs --data SHARDS)"
+                )
+            _, y = xy(examples)
+            result["tasks"]["retrieval"] = image_retrieval_metrics(feats, y)
+    return result
+
+
+def _pairs_retrieval(
+    model: str,
+    data: str | Path,
+    get_encoder: Callable[[], Any],
+    cache: Path,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    from pathgen.evaluate.pairs import load_pairs
+
+    pairs = load_pairs(data)
+    if not pairs:
+        raise ValueError(f"no image–caption pairs in {data}")
+    examples = [_PairExample(p) for p in pairs]
+    from pathgen.evaluate.pairs import expand_shards
+    from pathgen.rundir import file_identity, fingerprint
+
+    name = f"pairs-{fingerprint([file_identity(u) for u in expand_shards(data)])[:12]}"
+    feats, cached = image_features(examples, get_encoder, model, name, cache, batch_size, progress)
+    texts = get_encoder().encode_texts([p.caption for p in pairs])
+    return {
+        "benchmark": PAIRS,
+        "model": model,
+        "data": str(data),
+        "n_examples": len(pairs),
+        "features_cached": cached,
+        "tasks": {"retrieval": retrieval_metrics(feats, texts)},
+    }
+
+
+class _PairExample:
+    """Adapter so pairs go through the same feature cache as benchmark examples."""
+
+    def __init__(self, pair: Any):
+        self.pair = pair
+        self.id = pair.key
+        self.path = pair.key
+        self.index = None
+
+    def open(self) -> Any:
+        return self.pair.open()

@@ -1,0 +1,136 @@
+"""The export stage: a captioned run becomes ``RUN/export/``, the dataset people train on.
+
+Reads the caption records (``pathgen.agents.results.load_caption_records``) and ``slides.parquet``,
+reads every exported patch once more from its slide through ``pathgen.slides.read_tile`` at
+``cfg.image_size``, and writes shards, ``index.parquet``, ``pathgen.json``, the card and the gallery.
+The stage is fingerprinted on the exported records, the slide files and the config: a re-run with
+the same inputs touches nothing and says so. A patch that cannot be read becomes an error row in
+``export/errors.json`` and the export goes on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from pathgen.config import ExportConfig, dump_section
+from pathgen.export.dataset import dataset_complete, write_dataset
+from pathgen.export.reading import SlideJob, read_jobs
+from pathgen.export.records import build_meta, exportable, slide_rows, sort_records
+from pathgen.export.writer import Pair
+from pathgen.rundir import RunDir, file_identity, fingerprint, write_json
+
+STAGE = "export"
+EXPORT_SCHEMA = 1
+PARALLEL_MIN_PAIRS = 128  # below this, starting threads costs more than it saves
+
+
+def _digest_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("tile_id", "slide_id", "x", "y", "size", "caption", "description", "revision", "status")
+    out = {k: record.get(k) for k in keys}
+    out.update({k: record.get(k) for k in ("flags", "models", "prompt_versions")})
+    return out
+
+
+def select_records(
+    records: list[Mapping[str, Any]], slides: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], Counter]:
+    """The records that go into the dataset, in tiles order, and counts of the others by reason."""
+    kept: list[Mapping[str, Any]] = []
+    skipped: Counter = Counter()
+    for record in sort_records(records):
+        reason = exportable(record)
+        if reason is None and str(record["slide_id"]) not in slides:
+            reason = "slide_not_in_slides_parquet"
+        if reason:
+            skipped[reason] += 1
+        else:
+            kept.append(record)
+    return kept, skipped
+
+
+def _pairs(
+    kept: list[Mapping[str, Any]],
+    slides: Mapping[str, Mapping[str, Any]],
+    cfg: ExportConfig,
+    errors: list[dict[str, Any]],
+    progress: Any = None,
+) -> Iterator[Pair]:
+    groups = [(sid, list(g)) for sid, g in groupby(kept, key=lambda r: str(r["slide_id"]))]
+    jobs = (
+        SlideJob(
+            str(slides[sid]["path"]),
+            slides[sid].get("reader") or "auto",
+            [(int(r["x"]), int(r["y"]), int(r["size"])) for r in records],
+        )
+        for sid, records in groups
+    )
+    workers = cfg.workers if len(kept) >= PARALLEL_MIN_PAIRS else 1
+    for (sid, records), patches in zip(
+        groups, read_jobs(jobs, cfg.image_size, cfg.jpeg_quality, workers), strict=True
+    ):
+        for record, patch in zip(records, patches, strict=True):
+            if progress:
+                progress(1)
+            if patch.jpeg is None:
+                errors.append({"tile_id": record.get("tile_id"), "error": patch.error})
+                continue
+            meta = build_meta(record, slides[sid], cfg.image_size)
+            yield Pair(meta=meta, jpeg=patch.jpeg, hashes=patch.hashes)
+
+
+def export_stage(run: RunDir, cfg: ExportConfig) -> dict[str, Any]:
+    """Write ``RUN/export/``; returns ``{done, skipped, failed, up_to_date, pairs, shards, ...}``."""
+    from pathgen.agents.results import load_caption_records
+
+    run.require(run.slides, "tile")
+    run.require(run.journal, "caption")
+    slides = slide_rows(run.slides)
+    kept, skipped = select_records(load_caption_records(run), slides)
+    used = sorted({str(r["slide_id"]) for r in kept})
+    fp = fingerprint(
+        STAGE,
+        EXPORT_SCHEMA,
+        {k: v for k, v in dump_section(cfg).items() if k != "workers"},  # workers never change bytes
+        [_digest_fields(r) for r in kept],
+        {s: file_identity(slides[s]["path"]) for s in used},
+        {s: {k: slides[s].get(k) for k in ("mpp", "project", "file_id")} for s in used},
+    )
+    out = run.export
+    if run.stage_done(STAGE, fp) and dataset_complete(out, released=True):
+        previous = (run.stage_status(STAGE) or {}).get("summary", {})
+        return {**previous, "done": 0, "up_to_date": True}
+
+    errors: list[dict[str, Any]] = []
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("export: reading patches", total=len(kept))
+        summary = write_dataset(
+            out,
+            _pairs(kept, slides, cfg, errors, progress=lambda n: bar.advance(task, n)),
+            title=f"pathgen dataset: {run.root.name}",
+            per_shard=cfg.samples_per_shard,
+            quality=cfg.jpeg_quality,
+            expected=len(kept),
+            gallery_max=cfg.gallery_max_items,
+            page_size=cfg.gallery_page_size,
+            skipped=lambda: {**skipped, **({"read_failed": len(errors)} if errors else {})},
+            extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
+            released=True,
+        )
+    write_json(out / "errors.json", errors)
+    result = {
+        "done": summary["pairs"],
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": dict(skipped),
+        "failed": len(errors),
+        "up_to_date": False,
+        **summary,
+        "out": str(Path(out)),
+    }
+    run.mark_stage(STAGE, fp, result)
+    return result

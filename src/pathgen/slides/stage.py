@@ -1,0 +1,279 @@
+"""The `tile` stage: slides in, slides.parquet + tiles.parquet out.
+
+Each slide is tiled in a worker process (one slide library handle per process; a crash in a native
+reader kills a worker, not the run). Every slide ends as a row with a status ('ok', 'no_tissue',
+'error') and a clear message; the tables are written atomically at the end. A fingerprint of the
+inputs (path, size, mtime of every slide) and of the tile config marks the stage done, so a second
+identical run does nothing; finished slides are also cached one by one, so a changed or interrupted
+run redoes only the slides it has to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from pathgen.config import RunConfig, TileConfig, dump_section
+from pathgen.rundir import RunDir, atomic_write, file_identity, fingerprint, write_parquet
+from pathgen.slides.manifest import expand_inputs
+
+STAGE = "tile"
+CACHE_VERSION = 1
+_MAX_WORKERS = 8
+
+
+def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | None) -> dict[str, Any]:
+    """Tile one slide; never raises: failures come back as a row with status 'error'.
+
+    Returns ``{"row": {...slides.parquet fields...}, "x": [...], "y": [...], "frac": [...]}``.
+    """
+    from pathgen.slides.backends import SlideOpenError
+    from pathgen.slides.grid import grid_tiles, resolve_geometry
+    from pathgen.slides.patches import choose_level
+    from pathgen.slides.readers import Slide
+    from pathgen.slides.tissue import compute_tissue_mask
+
+    row: dict[str, Any] = {
+        "vendor": None, "reader": None, "width": None, "height": None, "mpp": None,
+        "mpp_source": "none", "levels": None, "status": "error", "error": None, "warning": None,
+        "n_tiles": 0, "tile_size": None, "tile_level": None,
+    }  # fmt: skip
+    empty: dict[str, Any] = {"x": [], "y": [], "frac": []}
+    if rec.get("input_error"):
+        row["error"] = rec["input_error"]
+        return {"row": row, **empty}
+    slide = Slide(rec["path"], reader=params["reader"], slide_id=rec["slide_id"])
+    try:
+        slide.open()
+        row.update(
+            vendor=slide.vendor, reader=slide.reader, width=slide.dimensions[0],
+            height=slide.dimensions[1], levels=slide.level_count,
+        )  # fmt: skip
+        geom = resolve_geometry(slide.mpp, params["size"], params["mpp"], params["assume_mpp"])
+        warning = "; ".join(w for w in (slide.open_warning, geom.warning) if w) or None
+        row.update(mpp=geom.mpp, mpp_source=geom.mpp_source, warning=warning, tile_size=geom.size)
+        tissue = compute_tissue_mask(slide, params["thumbnail_downsample"])
+        xs, ys, frac = grid_tiles(slide.dimensions, geom.size, tissue, params["min_tissue"])
+        row["tile_level"] = choose_level(slide, geom.size, params["size"])
+        if preview_dir:
+            from pathgen.slides.preview import write_preview
+
+            write_preview(Path(preview_dir) / f"{rec['slide_id']}.png", tissue, xs, ys, geom.size)
+    except SlideOpenError as exc:
+        row["error"] = f"cannot open slide: {exc}"
+        return {"row": row, **empty}
+    except Exception as exc:  # a corrupt slide can fail anywhere inside a native reader
+        row["error"] = f"{type(exc).__name__} while reading slide: {exc}"
+        return {"row": row, **empty}
+    finally:
+        slide.close()
+    row["n_tiles"] = len(xs)
+    if len(xs) == 0:
+        row["status"] = "no_tissue"
+        row["error"] = (
+            f"no tile reaches min_tissue {params['min_tissue']} "
+            f"(tissue mask covers {tissue.tissue_fraction:.1%} of the slide)"
+        )
+    else:
+        row["status"] = "ok"
+    return {"row": row, "x": xs.tolist(), "y": ys.tolist(), "frac": frac.tolist()}
+
+
+def _worker_count(cfg: TileConfig, n: int) -> int:
+    workers = cfg.workers or min(os.cpu_count() or 1, _MAX_WORKERS)
+    return max(1, min(workers, n))
+
+
+def _run_all(
+    todo: list[dict[str, Any]], params: dict[str, Any], preview: str | None, workers: int,
+    on_done: Callable[[dict[str, Any], dict[str, Any]], None],
+) -> None:  # fmt: skip
+    """Tile ``todo`` in ``workers`` processes; slides whose worker crashed are retried alone."""
+    if workers <= 1:
+        for rec in todo:
+            on_done(rec, tile_slide(rec, params, preview))
+        return
+    import multiprocessing as mp
+
+    crashed: list[dict[str, Any]] = []
+    ctx = mp.get_context("spawn")  # fork + native slide libraries + threads is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(tile_slide, rec, params, preview): rec for rec in todo}
+        for fut in as_completed(futures):
+            try:
+                on_done(futures[fut], fut.result())
+            except BrokenProcessPool:
+                crashed.append(futures[fut])
+    for rec in crashed:  # alone in a fresh process: a second crash is this slide's fault
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                on_done(rec, pool.submit(tile_slide, rec, params, preview).result())
+        except BrokenProcessPool:
+            row = tile_slide({**rec, "input_error": "the slide reader crashed on this file"}, params, None)
+            on_done(rec, row)
+
+
+def _cache_path(run: RunDir, key: str) -> Path:
+    return run.state / "tile-cache" / f"{key}.json"
+
+
+def tile_stage(
+    inputs: list[str], run: RunDir, cfg: TileConfig, preview: Path | None = None
+) -> dict[str, Any]:
+    """Tile every slide of ``inputs`` into ``run``; returns the stage summary.
+
+    Summary keys: done, skipped (served from the per-slide cache), failed, no_tissue, n_tiles,
+    up_to_date, slides (the slides.parquet rows).
+    """
+    if not inputs:
+        raise ValueError("no inputs: give slide files, folders or a manifest (CSV/parquet)")
+    records = expand_inputs([str(i) for i in inputs])
+    params = dump_section(cfg)
+    params.pop("workers")
+    preview_dir = str(Path(preview).resolve()) if preview else None
+    identities = [{**file_identity(r["path"]), "slide_id": r["slide_id"]} for r in records]
+    extras = [{k: v for k, v in r.items() if k not in ("path", "slide_id")} for r in records]
+    fp = fingerprint(STAGE, CACHE_VERSION, identities, extras, params, preview_dir)
+    run.ensure()
+    _write_config(run, inputs, cfg)
+    if run.stage_done(STAGE, fp) and run.slides.exists() and run.tiles.exists():
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(run.slides).to_pylist()
+        summary = dict((run.stage_status(STAGE) or {}).get("summary", {}))
+        summary.update(up_to_date=True, done=0, skipped=len(rows), slides=rows)
+        return summary
+
+    if preview_dir:
+        Path(preview_dir).mkdir(parents=True, exist_ok=True)
+    results: dict[int, dict[str, Any]] = {}
+    keys = [fingerprint(CACHE_VERSION, ident, params, preview_dir) for ident in identities]
+    todo: list[dict[str, Any]] = []
+    for i, rec in enumerate(records):
+        cached = _load_cache(run, keys[i]) if rec.get("input_error") is None else None
+        if cached is not None:
+            results[i] = cached
+        else:
+            todo.append({**rec, "_index": i})
+    skipped = len(results)
+    _process(todo, params, preview_dir, _worker_count(cfg, len(todo)), run, keys, results)
+
+    slide_rows, tile_cols = _assemble(records, results)
+    write_parquet(tile_cols, run.tiles)
+    write_parquet(_slides_table(slide_rows), run.slides)
+    summary = {
+        "done": sum(r["status"] == "ok" for r in slide_rows),
+        "skipped": skipped,
+        "failed": sum(r["status"] == "error" for r in slide_rows),
+        "no_tissue": sum(r["status"] == "no_tissue" for r in slide_rows),
+        "n_slides": len(slide_rows),
+        "n_tiles": tile_cols.num_rows,
+        "up_to_date": False,
+    }
+    run.mark_stage(STAGE, fp, summary)
+    return {**summary, "slides": slide_rows}
+
+
+def _process(
+    todo: list[dict[str, Any]], params: dict[str, Any], preview_dir: str | None, workers: int,
+    run: RunDir, keys: list[str], results: dict[int, dict[str, Any]],
+) -> None:  # fmt: skip
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("tiling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False, disable=not todo) as bar:
+        task = bar.add_task("", total=len(todo))
+
+        def on_done(rec: dict[str, Any], result: dict[str, Any]) -> None:
+            i = rec["_index"]
+            results[i] = result
+            if result["row"]["status"] in ("ok", "no_tissue"):
+                atomic_write(_cache_path(run, keys[i]), json.dumps(result))
+            bar.update(task, advance=1, description=f"{rec['slide_id']}: {result['row']['status']}")
+
+        _run_all(todo, params, preview_dir, workers, on_done)
+
+
+def _load_cache(run: RunDir, key: str) -> dict[str, Any] | None:
+    path = _cache_path(run, key)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _assemble(
+    records: list[dict[str, Any]], results: dict[int, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], Any]:
+    """slides.parquet rows (input order) and the tiles table sorted by slide_id, then (y, x)."""
+    import numpy as np
+    import pyarrow as pa
+
+    slide_rows: list[dict[str, Any]] = []
+    parts: list[tuple[str, dict[str, Any]]] = []
+    for i, rec in enumerate(records):
+        res = results[i]
+        extra = {k: v for k, v in rec.items() if k not in ("path", "slide_id", "input_error", "_index")}
+        slide_rows.append({"slide_id": rec["slide_id"], "path": rec["path"], **res["row"], **extra})
+        if res["row"]["status"] == "ok":
+            parts.append((rec["slide_id"], res))
+    parts.sort(key=lambda p: p[0])
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("tile_id", "slide_id", "x", "y", "size", "level", "tissue_fraction")
+    }
+    for sid, res in parts:
+        size, level = res["row"]["tile_size"], res["row"]["tile_level"]
+        xs, ys = np.asarray(res["x"], dtype=np.int64), np.asarray(res["y"], dtype=np.int64)
+        order = np.lexsort((xs, ys))
+        cols["tile_id"].extend(
+            f"{sid}:{x}:{y}:{size}" for x, y in zip(xs[order].tolist(), ys[order].tolist(), strict=True)
+        )
+        cols["slide_id"].extend([sid] * len(xs))
+        cols["x"].extend(xs[order].tolist())
+        cols["y"].extend(ys[order].tolist())
+        cols["size"].extend([size] * len(xs))
+        cols["level"].extend([level] * len(xs))
+        cols["tissue_fraction"].extend(np.asarray(res["frac"], dtype=np.float32)[order].tolist())
+    schema = pa.schema(
+        [("tile_id", pa.string()), ("slide_id", pa.string()), ("x", pa.int64()), ("y", pa.int64()),
+         ("size", pa.int64()), ("level", pa.int32()), ("tissue_fraction", pa.float32())]
+    )  # fmt: skip
+    tiles = pa.Table.from_pydict(cols, schema=schema)
+    return slide_rows, tiles
+
+
+def _slides_table(rows: list[dict[str, Any]]) -> Any:
+    """A slides table with fixed types for the contract columns (null-only columns keep their type)."""
+    import pyarrow as pa
+
+    fixed = [
+        ("slide_id", pa.string()), ("path", pa.string()), ("vendor", pa.string()), ("reader", pa.string()),
+        ("width", pa.int64()), ("height", pa.int64()), ("mpp", pa.float64()), ("mpp_source", pa.string()),
+        ("levels", pa.int32()), ("status", pa.string()), ("error", pa.string()), ("warning", pa.string()),
+        ("n_tiles", pa.int64()), ("tile_size", pa.int64()), ("tile_level", pa.int32()),
+    ]  # fmt: skip
+    names = [n for n, _ in fixed]
+    extra_names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in names]
+    arrays = [pa.array([r.get(n) for r in rows], type=t) for n, t in fixed]
+    arrays += [pa.array([r.get(n) for r in rows]) for n in extra_names]
+    return pa.Table.from_arrays(arrays, names=names + extra_names)
+
+
+def _write_config(run: RunDir, inputs: list[str], cfg: TileConfig) -> None:
+    """Record the resolved config beside the outputs, unless the run already has one."""
+    if run.config.exists():
+        return
+    conf = RunConfig(slides=[str(i) for i in inputs], out=run.root, tile=cfg)
+    atomic_write(run.config, conf.to_yaml())

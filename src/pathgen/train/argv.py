@@ -1,0 +1,151 @@
+"""From a :class:`TrainConfig` stage to the argument list of ``open_clip_train.main.main``.
+
+Data specs are resolved here: a brace pattern, a folder of ``*.tar`` shards, or a mixing
+manifest. A mixture becomes open_clip_train's weighted, resampled form: one ``::``-separated
+component per shard with ``--train-data-upsampling-factors`` = source weight / shards in the
+source, so a source's share of the samples equals its weight whatever its shard count.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pathgen.train.config import DataSource, StageConfig, TrainConfig, load_manifest
+
+
+@dataclass
+class ResolvedData:
+    train_data: str
+    num_samples: int
+    upsampling_factors: str | None = None
+    resampled: bool = False
+    sources: list[dict] | None = None
+
+
+def expand(pattern: str) -> list[str]:
+    """Shard paths of one pattern: a directory's ``*.tar`` or a brace pattern's existing files."""
+    import braceexpand
+
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        urls = sorted(str(p) for p in path.glob("*.tar"))
+    else:
+        urls = [u for part in pattern.split("::") for u in braceexpand.braceexpand(part)]
+        missing = [u for u in urls if not Path(u).exists()]
+        if missing:
+            raise FileNotFoundError(f"shard(s) not found: {', '.join(missing[:3])}")
+    if not urls:
+        raise FileNotFoundError(f"no *.tar shards in {pattern}")
+    return urls
+
+
+def count_samples(urls: list[str]) -> int:
+    """Samples in shards: from ``sizes.json`` beside them when it lists every shard, else by key."""
+    total = 0
+    by_dir: dict[Path, list[str]] = {}
+    for u in urls:
+        by_dir.setdefault(Path(u).parent, []).append(u)
+    for folder, shard_urls in by_dir.items():
+        sizes_file = folder / "sizes.json"
+        sizes = json.loads(sizes_file.read_text()) if sizes_file.exists() else {}
+        for u in shard_urls:
+            name = Path(u).name
+            if name in sizes:
+                total += int(sizes[name])
+            else:
+                with tarfile.open(u) as tar:
+                    total += len({m.name.split("/")[-1].split(".", 1)[0] for m in tar if m.isfile()})
+    return total
+
+
+def resolve_data(spec: str) -> ResolvedData:
+    """A shard pattern/folder, or a ``.yaml/.yml/.json`` mixing manifest."""
+    if Path(spec).suffix.lower() in (".yaml", ".yml", ".json") and Path(spec).is_file():
+        return resolve_mixture(load_manifest(spec))
+    urls = expand(spec)
+    return ResolvedData(train_data="::".join(urls), num_samples=count_samples(urls))
+
+
+def resolve_mixture(sources: list[DataSource]) -> ResolvedData:
+    parts, factors, described = [], [], []
+    total = 0
+    for src in sources:
+        urls = [u for p in src.patterns() for u in expand(p)]
+        n = src.n_samples or count_samples(urls)
+        total += n
+        parts.extend(urls)
+        factors.extend([f"{src.weight / len(urls):.6g}"] * len(urls))
+        described.append({"name": src.name, "shards": len(urls), "n_samples": n, "weight": src.weight})
+    return ResolvedData(
+        train_data="::".join(parts),
+        num_samples=total,
+        upsampling_factors="::".join(factors),
+        resampled=True,
+        sources=described,
+    )
+
+
+def stage_argv(
+    cfg: TrainConfig, stage: StageConfig, data: ResolvedData, logs: Path, pretrained: str | None
+) -> list[str]:
+    """The open_clip_train arguments of one stage (everything explicit, nothing left to its defaults
+    that pathgen's config decides)."""
+    argv = [
+        "--train-data",
+        data.train_data,
+        "--train-num-samples",
+        str(stage.train_num_samples or data.num_samples),
+        "--dataset-type",
+        "webdataset",
+        "--model",
+        cfg.model_name(),
+        "--batch-size",
+        str(cfg.batch_size),
+        "--epochs",
+        str(stage.epochs),
+        "--lr",
+        str(stage.lr),
+        "--wd",
+        str(cfg.wd),
+        "--warmup",
+        str(stage.warmup),
+        "--workers",
+        str(cfg.workers),
+        "--precision",
+        cfg.precision,
+        "--device",
+        cfg.device,
+        "--seed",
+        str(cfg.seed),
+        "--logs",
+        str(logs),
+        "--name",
+        stage.name,
+        "--save-frequency",
+        str(cfg.save_frequency),
+        "--save-most-recent",
+        "--log-every-n-steps",
+        str(cfg.log_every_n_steps),
+        "--zeroshot-frequency",
+        "0",
+        "--val-frequency",
+        "0",
+        "--report-to",
+        "",
+    ]
+    if data.resampled:
+        argv.append("--dataset-resampled")
+    if data.upsampling_factors:
+        argv += ["--train-data-upsampling-factors", data.upsampling_factors]
+    if pretrained:
+        argv += ["--pretrained", pretrained]
+    if cfg.resume:
+        argv += ["--resume", cfg.resume]
+    if cfg.grad_checkpointing:
+        argv.append("--grad-checkpointing")
+    if cfg.aug_cfg:
+        argv += ["--aug-cfg", *[f"{k}={v}" for k, v in cfg.aug_cfg.items()]]
+    return argv + list(cfg.extra_args)

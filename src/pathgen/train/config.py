@@ -1,0 +1,135 @@
+"""Configuration of `pathgen train`: what to train on, from what, for how long, on what hardware.
+
+Defaults follow the published PathGen-CLIP recipe: open_clip ViT-B-16 started from the OpenAI
+weights, trained first on the generated pairs (stage 1) and then on existing pathology pairs
+(stage 2, starting from stage 1's weights). Every field maps to an open_clip_train argument; the
+mapping lives in :mod:`pathgen.train.argv`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class DataSource(BaseModel):
+    """One source of a mixture: its shards (brace pattern or list), its share, its size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shards: str | list[str]
+    weight: float = Field(1.0, gt=0, description="share of the samples drawn from this source")
+    n_samples: int | None = Field(
+        None, gt=0, description="pairs in the source; read from sizes.json if unset"
+    )
+
+    def patterns(self) -> list[str]:
+        return [self.shards] if isinstance(self.shards, str) else list(self.shards)
+
+
+def load_manifest(path: str | Path) -> list[DataSource]:
+    """A mixing manifest: a YAML/JSON list of sources (or ``{sources: [...]}``); relative shard
+    paths resolve against the manifest's folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"mixing manifest not found: {path}")
+    raw = (
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.suffix != ".json"
+        else json.loads(path.read_text(encoding="utf-8"))
+    )
+    if isinstance(raw, dict):
+        raw = raw.get("sources")
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{path}: a manifest is a non-empty list of {{name, shards, weight, n_samples}}")
+    sources = [DataSource.model_validate(item) for item in raw]
+    for src in sources:
+        fixed = [p if Path(p).is_absolute() else str(path.parent / p) for p in src.patterns()]
+        src.shards = fixed[0] if isinstance(src.shards, str) else fixed
+    return sources
+
+
+class StageConfig(BaseModel):
+    """One training stage: its data and the knobs that differ between stages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    data: str | None = Field(
+        None, description="shards: brace pattern, directory of *.tar, or a manifest file"
+    )
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(1e-5, gt=0)
+    warmup: int = Field(1000, ge=0)
+    train_num_samples: int | None = Field(None, gt=0, description="samples per epoch; default: all")
+
+
+class TrainConfig(BaseModel):
+    """Everything `pathgen train` passes to open_clip_train (plus launch and export)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    out: Path = Field(
+        ..., description="output folder: logs/, stage checkpoints, model.safetensors, README.md"
+    )
+    model: str = Field(
+        "ViT-B-16", description="open_clip model name (pathgen-tiny is registered) or a model-config .json"
+    )
+    pretrained: str | None = Field(
+        "openai", description="pretrained tag of the model (e.g. 'openai'), a checkpoint path, or None"
+    )
+    stage1: StageConfig = Field(default_factory=lambda: StageConfig(name="generated"))
+    stage2: StageConfig | None = None
+    batch_size: int = Field(256, gt=0, description="per GPU")
+    workers: int = Field(4, ge=0)
+    precision: Literal["amp", "amp_bf16", "bf16", "fp16", "pure_bf16", "pure_fp16", "fp32"] = "amp"
+    device: str = "cuda"
+    wd: float = 0.1
+    seed: int = 0
+    gpus: int = Field(1, ge=1, description="processes per node; > 1 launches through torchrun")
+    launcher: Literal["auto", "python", "torchrun"] = "auto"
+    resume: str | None = Field(None, description="'latest' continues an interrupted run")
+    save_frequency: int = Field(1, ge=0)
+    log_every_n_steps: int = Field(10, gt=0)
+    grad_checkpointing: bool = False
+    aug_cfg: dict[str, str] = Field(default_factory=dict, description="open_clip_train --aug-cfg key=value")
+    extra_args: list[str] = Field(default_factory=list, description="passed to open_clip_train verbatim")
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("model name is empty; e.g. ViT-B-16 or pathgen-tiny")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _has_data(self) -> TrainConfig:
+        if not self.stage1.data and not (self.stage2 and self.stage2.data):
+            raise ValueError(
+                "no training data: give --train-data (shards or a manifest) and/or --stage2-data"
+            )
+        return self
+
+    def model_name(self) -> str:
+        """The open_clip name: the model itself, or the stem of a model-config JSON file."""
+        return Path(self.model).stem if self.model.endswith(".json") else self.model
+
+    def model_config_files(self) -> list[str]:
+        """Config files to register with open_clip in every process (a ``--model`` JSON path)."""
+        if not self.model.endswith(".json"):
+            return []
+        path = Path(self.model).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model config not found: {path}")
+        return [str(path.resolve())]
+
+    def stages(self) -> list[StageConfig]:
+        return [s for s in (self.stage1, self.stage2) if s is not None and s.data]
+
+    def use_torchrun(self) -> bool:
+        return self.launcher == "torchrun" or (self.launcher == "auto" and self.gpus > 1)

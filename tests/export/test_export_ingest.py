@@ -1,0 +1,169 @@
+"""Ingesting external pairs: formats, bad input, duplicates within and across sources, mixing manifest."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+
+from pathgen.export.ingest import ingest
+from pathgen.export.mixing import load_manifest, open_clip_args
+
+
+def _crc(crc_patches: Path, n: int) -> list[Image.Image]:
+    return [Image.open(p).convert("RGB") for p in sorted(crc_patches.rglob("*.png"))[:n]]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture()
+def arch_copy(shared_data, crc_patches, tmp_path):
+    """The real ARCH books_set captions.json, with images for its first five records only."""
+    captions = shared_data / "captions" / "arch" / "books_set" / "captions.json"
+    data = json.loads(captions.read_text())
+    images = tmp_path / "arch_images"
+    images.mkdir()
+    for i, img in enumerate(_crc(crc_patches, 5)):
+        img.save(images / f"{data[str(i)]['uuid']}.png")
+    return captions, images, data
+
+
+def test_arch_then_quilt_with_bad_input_and_duplicates(arch_copy, crc_patches, tmp_path):
+    captions, images, data = arch_copy
+    out = tmp_path / "pairs"
+    arch = ingest("arch", captions, out, "arch", images=images, per_shard=2)
+    assert arch["done"] == 5 and arch["skipped_by_reason"] == {"missing_image": len(data) - 5}
+    index = pq.read_table(out / "arch" / "index.parquet").to_pylist()
+    assert index[0]["caption"] == " ".join(data["0"]["caption"].split()) and index[0]["source"] == "arch"
+
+    # A Quilt-style lookup CSV: good rows and every kind of bad row.
+    qimg = tmp_path / "quilt"
+    qimg.mkdir()
+    crc = _crc(crc_patches, 12)
+    crc[6].save(qimg / "good1.jpg", quality=95)
+    crc[7].save(qimg / "good2.png")
+    crc[0].save(qimg / "copy_of_arch0.png")  # same pixels as ARCH record 0: exact, across sources
+    crc[7].resize((200, 200)).resize((224, 224)).save(qimg / "near_good2.png")  # near duplicate within
+    (qimg / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "outside.png").write_bytes((qimg / "good2.png").read_bytes())
+    rows = [
+        ("A gland-forming adenocarcinoma.", "good1.jpg"),
+        ("Lymphoid aggregate in the submucosa.", "good2.png"),
+        ("Same as an ARCH figure.", "copy_of_arch0.png"),
+        ("A slightly resized copy.", "near_good2.png"),
+        ("Corrupt file.", "corrupt.jpg"),
+        ("Missing file.", "nope.jpg"),
+        ("   ", "good1.jpg"),
+        ("x" * 5000, "good1.jpg"),
+        ("Escapes the image root.", "../outside.png"),
+    ]
+    csv_path = tmp_path / "quilt_1M_lookup.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["caption", "image_path", "subset", "pathology"])
+        w.writerows([(c, p, "openpath", "['colon']") for c, p in rows])
+    quilt = ingest("quilt", csv_path, out, "quilt", images=qimg, weight=2.0)
+    assert quilt["done"] == 3
+    assert quilt["skipped_by_reason"] == {
+        "caption_too_long": 1,
+        "corrupt_image": 1,
+        "empty_caption": 1,
+        "exact_duplicate": 1,
+        "missing_image": 1,
+        "path_escapes_image_root": 1,
+    }
+    dups = pq.read_table(out / "quilt" / "duplicates.parquet").to_pylist()
+    exact = [d for d in dups if d["kind"] == "exact"]
+    assert len(exact) == 1 and exact[0]["other"] == f"arch:{index[0]['key']}"
+    near = [d for d in dups if d["kind"] == "near"]
+    keys = {r["key"]: r for r in pq.read_table(out / "quilt" / "index.parquet").to_pylist()}
+    near_keys = {(d["key"], d["other"]) for d in near}
+    assert ("quilt_00000003", "quilt:quilt_00000001") in near_keys or (
+        "quilt_00000001",
+        "quilt:quilt_00000003",
+    ) in near_keys
+    assert keys["quilt_00000000"]["caption"] == "A gland-forming adenocarcinoma."
+
+    manifest = yaml.safe_load((out / "mix.yaml").read_text())
+    assert [s["name"] for s in manifest["sets"]] == ["arch", "quilt"]
+    assert manifest["sets"][0]["shards"] == "arch/shards/{00000..00002}.tar"
+    sets = load_manifest(out / "mix.yaml")
+    assert sets[1].weight == 2.0 and sets[1].n_samples == 3 and all(Path(s).exists() for s in sets[0].shards)
+    args = open_clip_args(out / "mix.yaml")
+    assert args["train_data_upsampling_factors"] == "1::2" and args["train_num_samples"] == 8
+    assert args["dataset_resampled"] is True
+
+
+def test_dedup_against_a_pathgen_export(crc_patches, tmp_path):
+    from export_testkit import crc_pairs
+
+    from pathgen.export.dataset import write_dataset
+
+    export = tmp_path / "run-a" / "export"
+    write_dataset(export, iter(crc_pairs(crc_patches, n=3)), title="t", per_shard=10)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (crc_pairs(crc_patches, n=3)[1]).image.save(folder / "same.png")  # the exported patch, re-saved
+    _crc(crc_patches, 6)[5].save(folder / "new.png")
+    pd_csv = tmp_path / "pairs.csv"
+    pd_csv.write_text("file,text\nsame.png,Copy of an exported patch.\nnew.png,A new patch.\n")
+    out = tmp_path / "pairs"
+    report = ingest("table", pd_csv, out, "mine", images=folder, against=[export])
+    assert report["done"] == 1 and report["skipped_by_reason"] == {"exact_duplicate": 1}
+    dups = pq.read_table(out / "mine" / "duplicates.parquet").to_pylist()
+    assert dups[0]["kind"] == "exact" and dups[0]["other"].startswith("run-a:")
+    names = [s.name for s in load_manifest(out / "mix.yaml")]
+    assert names == ["mine", "run-a"]
+
+
+def test_wds_and_parquet_never_write_outside(crc_patches, tmp_path):
+    imgs = _crc(crc_patches, 3)
+
+    def jpeg(img: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG")
+        return buf.getvalue()
+
+    src = tmp_path / "src.tar"
+    with tarfile.open(src, "w") as tar:
+        for name, data in [
+            ("ok1.jpg", jpeg(imgs[0])),
+            ("ok1.txt", b"Caption one."),
+            ("../evil.jpg", jpeg(imgs[1])),
+            ("../evil.txt", b"escape"),
+            ("/tmp/abs.txt", b"absolute"),
+            ("notext.jpg", jpeg(imgs[2])),
+            ("ok2.png", b"garbage"),
+            ("ok2.txt", b"Corrupt image."),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out"
+    before = _tree(tmp_path)
+    report = ingest("wds", src, out, "old", per_shard=10)
+    assert report["done"] == 1
+    assert report["skipped_by_reason"] == {"corrupt_image": 1, "empty_caption": 1, "unsafe_member_name": 3}
+    created = _tree(tmp_path) - before
+    assert all(p.startswith("out") for p in created), created
+    assert not (tmp_path / "evil.jpg").exists()
+
+    table = pa.table(
+        {"img": [{"bytes": jpeg(imgs[2]), "path": "a.jpg"}], "text": ["From a parquet with bytes."]}
+    )
+    pq.write_table(table, tmp_path / "t.parquet")
+    rep = ingest("table", tmp_path / "t.parquet", out, "hf", image_col="img", text_col="text")
+    assert rep["done"] == 1 and rep["exact_duplicates"] == 0
+    with pytest.raises(ValueError, match="columns: img, text"):
+        ingest("table", tmp_path / "t.parquet", out, "bad", image_col="nope")
+    assert not (out / "bad").exists(), "bad configuration fails before anything is written"

@@ -1,0 +1,171 @@
+"""The main job end to end: `pathgen demo` on the real sample slides, then resume, re-export, render."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from pathgen.cli import app
+from pathgen.config import RunConfig
+from pathgen.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+
+
+@pytest.fixture(scope="module")
+def demo_run(slides_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--slides", str(slides_dir)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_demo_writes_the_whole_dataset(demo_run, slides_dir):
+    out, output = demo_run
+    text = " ".join(output.split())
+    assert "NOT meaningful" in text and "vllm serve" in text and "--base-url" in text
+    export = out / "export"
+    for name in (
+        "pathgen.json",
+        "index.parquet",
+        "README.md",
+        "gallery.html",
+        "shards/sizes.json",
+        "errors.json",
+    ):
+        assert (export / name).exists(), name
+    assert (export / "card" / "caption_clip_tokens.png").exists()
+
+    tiles = {(r["slide_id"], r["x"], r["y"]) for r in pq.read_table(out / "tiles.parquet").to_pylist()}
+    records = json.loads((export / "pathgen.json").read_text())
+    sizes = json.loads((export / "shards" / "sizes.json").read_text())
+    index = pq.read_table(export / "index.parquet").to_pylist()
+    assert len(records) == len(index) == sum(sizes.values()) >= 4
+    for rec in records:
+        assert set(rec) == {"wsi_id", "position", "caption"} and all(
+            isinstance(p, str) for p in rec["position"]
+        )
+        assert (rec["wsi_id"], int(rec["position"][0]), int(rec["position"][1])) in tiles
+    assert len({r["wsi_id"] for r in records}) == 2  # the DICOM sample is reported as an error by tiling
+
+    card = (export / "README.md").read_text()
+    assert "TINY RANDOM" in card and f"{len(records)} image-caption pairs" in card
+
+    first = index[0]
+    slide_path = next(p for p in slides_dir.iterdir() if p.stem == first["slide_id"])
+    with tarfile.open(export / "shards" / first["shard"]) as tar:
+        meta = json.loads(tar.extractfile(f"{first['key']}.json").read())
+        got = np.asarray(Image.open(io.BytesIO(tar.extractfile(f"{first['key']}.jpg").read())), np.int16)
+    assert meta["models"]["describe"] and "offline_demo" in meta["flags"] and meta["description"]
+    from pathgen.slides import open_slide
+
+    with open_slide(slide_path) as slide:
+        direct = slide.read_region((first["x"], first["y"]), 0, (672, 672)).astype(np.int16)
+    assert got.shape == (672, 672, 3) and np.abs(got - direct).mean() < 2.5
+
+
+def test_reexport_and_resume_change_nothing(demo_run):
+    out, _ = demo_run
+    before = _digests(out / "export")
+    result = CliRunner().invoke(app, ["export", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output and _digests(out / "export") == before
+
+    # `pathgen run` with the demo's resolved config resumes: every stage is already done.
+    cfg = RunConfig.from_yaml(out / "config.yaml")
+    cfg_path = out.parent / "again.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    result = CliRunner().invoke(app, ["run", str(cfg_path), "--until", "select"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("up to date") == 3, result.output
+    assert RunDir(out).stage_status("export")["summary"]["pairs"] == len(
+        json.loads((out / "export" / "pathgen.json").read_text())
+    )
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"
+)
+def test_demo_gallery_in_chromium(demo_run, tmp_path):
+    out, _ = demo_run
+    url = (out / "export" / "gallery.html").as_uri() + "#expand=1"
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    common = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1400",
+    ]
+    shot = artifacts / "demo-gallery.png"
+    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=90, check=True)
+    assert shot.stat().st_size > 50_000
+    dom = subprocess.run(
+        [*common, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
+    n = len(json.loads((out / "export" / "pathgen.json").read_text()))
+    imgs = re.findall(r"<img[^>]*>", dom)
+    assert len(imgs) == min(n, 48) and all('data-loaded="1"' in i for i in imgs)
+    assert dom.count("<details open") == len(imgs) and "TINY RANDOM" in dom
+
+
+def test_example_configs_validate():
+    for name in ("demo.yaml", "vllm.yaml"):
+        cfg = RunConfig.from_yaml(ROOT / "examples" / name)
+        assert cfg.slides and cfg.slides[0].endswith("manifest.csv") and cfg.out is not None
+    vllm = yaml.safe_load((ROOT / "examples" / "vllm.yaml").read_text())
+    assert vllm["caption"]["base_url"].startswith("http://") and vllm["embed"]["encoder"] != "tiny"
+    header = (ROOT / "examples" / "manifest.csv").read_text().splitlines()[0]
+    assert header.split(",")[:3] == ["path", "slide_id", "project"]
+
+
+def test_export_reports_an_unreadable_slide(demo_run, tmp_path):
+    import pyarrow as pa
+
+    from pathgen.config import ExportConfig
+    from pathgen.export.stage import export_stage
+    from pathgen.rundir import write_parquet
+
+    src, _ = demo_run
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    slides = pq.read_table(run / "slides.parquet").to_pylist()
+    for row in slides:
+        if row["slide_id"] == "CMU-1-Small-Region":
+            row["path"] = str(tmp_path / "moved-away.svs")
+    write_parquet(pa.Table.from_pylist(slides), run / "slides.parquet")
+    before = len(json.loads((run / "export" / "pathgen.json").read_text()))
+    summary = export_stage(RunDir(run), ExportConfig(samples_per_shard=4))
+    errors = json.loads((run / "export" / "errors.json").read_text())
+    assert summary["up_to_date"] is False and summary["failed"] == len(errors) > 0
+    assert all(e["tile_id"].startswith("CMU-1-Small-Region:") and "open" in e["error"] for e in errors)
+    records = json.loads((run / "export" / "pathgen.json").read_text())
+    assert len(records) == before - len(errors) and all(r["wsi_id"] != "CMU-1-Small-Region" for r in records)
+    assert "read_failed" in (run / "export" / "README.md").read_text()
