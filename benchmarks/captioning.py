@@ -25,12 +25,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pathgen.sample_data import candidates, shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SLIDE = (
-    Path(os.environ.get("PATHGEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    / "slides"
-    / "CMU-1-Small-Region.svs"
-)
+SLIDE = (shared_data() or candidates()[0]) / "slides" / "CMU-1-Small-Region.svs"
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:

@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pathgen.sample_data import candidates, shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SLIDES = Path(os.environ.get("PATHGEN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "slides"
+DEFAULT_SLIDES = (shared_data() or candidates()[0]) / "slides"
 
 
 def records_for(slides: Path, stride: int, size: int = 672) -> list[dict]:

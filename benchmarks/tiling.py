@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from pathgen.sample_data import candidates, shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PATHGEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = shared_data() or candidates()[0]
 
 # ---------------------------------------------------------------- worker side (one handle per process)
 _HANDLES: dict[tuple[str, str], Any] = {}

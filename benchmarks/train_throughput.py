@@ -20,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pathgen.sample_data import candidates, shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-CRC = ROOT.parent / "shared" / "data" / "patches" / "crc-val-he-7k"
+CRC = (shared_data() or candidates()[0]) / "patches" / "crc-val-he-7k"
 
 
 def build_shards(folder: Path, n: int, per_shard: int, size: int) -> None:

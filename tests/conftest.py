@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from pathgen.sample_data import candidates, shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("PATHGEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = shared_data() or candidates()[0]
 
 
 def _need(path: Path) -> Path:

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -18,12 +17,12 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from browser import chromium, needs_chromium
 from pathgen.cli import app
 from pathgen.config import RunConfig
 from pathgen.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 
 
 @pytest.fixture(scope="module")
@@ -103,33 +102,17 @@ def test_reexport_and_resume_change_nothing(demo_run):
     )
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+@needs_chromium
 def test_demo_gallery_in_chromium(demo_run, tmp_path):
     out, _ = demo_run
     url = (out / "export" / "gallery.html").as_uri() + "#expand=1"
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    common = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,1400",
-    ]
     shot = artifacts / "demo-gallery.png"
-    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=90, check=True)
+    shot.unlink(missing_ok=True)
+    chromium(tmp_path / "profile", url, f"--screenshot={shot}", window="1280,1400")
     assert shot.stat().st_size > 50_000
-    dom = subprocess.run(
-        [*common, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
-    ).stdout
+    dom = chromium(tmp_path / "profile", url, "--dump-dom", window="1280,1400")
     n = len(json.loads((out / "export" / "pathgen.json").read_text()))
     imgs = re.findall(r"<img[^>]*>", dom)
     assert len(imgs) == min(n, 48) and all('data-loaded="1"' in i for i in imgs)

@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from export_testkit import crc_pairs
 
+from browser import chromium, needs_chromium
 from pathgen.export.dataset import write_dataset
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+pytestmark = needs_chromium
 
 
 def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=1280,1000",
-        *extra,
-        url,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    return chromium(tmp_path / "chrome-profile", url, *extra)
 
 
 @pytest.fixture(scope="module")

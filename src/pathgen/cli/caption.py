@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table
+from pathgen.cli.common import console, fail, summary_table, with_options
 
 
 @app.command("caption", rich_help_panel=PIPELINE)
@@ -37,23 +37,15 @@ def caption(
     from pydantic import ValidationError
 
     from pathgen.agents.stage import caption_stage
-    from pathgen.config import CaptionConfig, RunConfig
+    from pathgen.config import RunConfig
     from pathgen.rundir import RunDir
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
-        overrides = {
-            k: v
-            for k, v in dict(
-                model=model,
-                base_url=list(base_url) if base_url else None,
-                concurrency=concurrency,
-                api_key_env=api_key_env,
-                timeout_s=timeout,
-            ).items()
-            if v is not None
-        }
-        cfg = CaptionConfig.model_validate({**base.caption.model_dump(), **overrides})
+        cfg = with_options(
+            base.caption, model=model, base_url=list(base_url) if base_url else None,
+            concurrency=concurrency, api_key_env=api_key_env, timeout_s=timeout,
+        )  # fmt: skip
         summary = caption_stage(RunDir(run), cfg, limit=limit, dry_run=dry_run, progress=progress)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
@@ -69,6 +61,12 @@ def caption(
             f"estimated cost {summary['cost_est']} (set price_in/out_per_mtok in the config)"
         )
         return
+    if summary["up_to_date"]:
+        console.print(
+            f"[bold]up to date[/]: all {summary['total']} selected tiles already have captions; "
+            "no model was called"
+        )
+        return
     rows = [
         {"what": k, "value": summary[k]} for k in ("total", "done", "skipped", "failed", "calls", "retries")
     ]
@@ -77,7 +75,5 @@ def caption(
     console.print(summary_table(f"caption -> {RunDir(run).journal}", rows, ["what", "value"]))
     if summary.get("offline_demo"):
         console.print("[yellow]offline demo model: captions are random text, flagged `offline_demo`[/]")
-    if summary["up_to_date"]:
-        console.print("[bold]up to date[/]: every selected tile already has a caption; no model was called")
     if summary["failed"] and not summary["done"]:
         raise typer.Exit(1)

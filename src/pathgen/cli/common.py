@@ -33,3 +33,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def with_options(section: Any, **given: Any) -> Any:
+    """A stage's settings: its config-file section with the options typed on the command line on
+    top (an option left out keeps the file's value), validated again as a whole."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    return type(section).model_validate({**section.model_dump(), **chosen})

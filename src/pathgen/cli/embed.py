@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table
+from pathgen.cli.common import console, fail, summary_table, with_options
 
 
 @app.command("embed", rich_help_panel=PIPELINE)
@@ -30,16 +30,13 @@ def embed(
     """Embed every tile at the encoder's input size (fp16 on GPU); resumable per slide."""
     from pydantic import ValidationError
 
-    from pathgen.config import EmbedConfig, RunConfig
+    from pathgen.config import RunConfig
     from pathgen.embed import embed_stage
     from pathgen.rundir import RunDir
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
-        given = dict(encoder=encoder, batch_size=batch_size, workers=workers, device=device)
-        cfg = EmbedConfig.model_validate(
-            {**base.embed.model_dump(), **{k: v for k, v in given.items() if v is not None}}
-        )
+        cfg = with_options(base.embed, encoder=encoder, batch_size=batch_size, workers=workers, device=device)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table
+from pathgen.cli.common import console, fail, summary_table, with_options
 
 
 def print_export_summary(summary: dict[str, Any], out: Path) -> None:
@@ -72,18 +72,10 @@ def export(
             base = RunConfig.from_yaml(resolved).export
         else:
             base = ExportConfig()
-        overrides = {
-            k: v
-            for k, v in dict(
-                image_size=image_size,
-                jpeg_quality=jpeg_quality,
-                samples_per_shard=samples_per_shard,
-                gallery_max_items=gallery_max_items,
-                workers=workers,
-            ).items()
-            if v is not None
-        }
-        cfg = ExportConfig.model_validate({**base.model_dump(), **overrides})
+        cfg = with_options(
+            base, image_size=image_size, jpeg_quality=jpeg_quality, samples_per_shard=samples_per_shard,
+            gallery_max_items=gallery_max_items, workers=workers,
+        )  # fmt: skip
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,6 @@ import typer
 
 from pathgen.cli.app import PIPELINE, app
 from pathgen.cli.common import console, fail
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 TINY_WARNING = (
     "[bold yellow]The demo uses TINY RANDOM models[/] (embed.encoder=tiny, caption.model=tiny): it proves "
@@ -80,18 +77,13 @@ def run(
 
 
 def find_sample_slides(explicit: Path | None = None) -> Path:
-    """The sample slides: --slides, $PATHGEN_SHARED_DATA/slides, or ../shared/data/slides of the repo/cwd."""
-    candidates = [explicit] if explicit else []
-    if os.environ.get("PATHGEN_SHARED_DATA"):
-        candidates.append(Path(os.environ["PATHGEN_SHARED_DATA"]) / "slides")
-    candidates += [
-        REPO_ROOT.parent / "shared" / "data" / "slides",
-        Path.cwd().parent / "shared" / "data" / "slides",
-    ]
-    for path in candidates:
-        if path is not None and path.is_dir():
-            return path
-    tried = ", ".join(str(p) for p in candidates if p is not None)
+    """The sample slides: --slides, or the ``slides`` folder of the sample data."""
+    from pathgen.sample_data import candidates, shared_path
+
+    found = explicit if explicit else shared_path("slides")
+    if found is not None and found.is_dir():
+        return found
+    tried = str(explicit) if explicit else ", ".join(str(p / "slides") for p in candidates())
     raise FileNotFoundError(
         f"sample slides not found (tried {tried}); pass --slides DIR or set PATHGEN_SHARED_DATA"
     )

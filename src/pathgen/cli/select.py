@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table
+from pathgen.cli.common import console, fail, summary_table, with_options
 
 _SHOW_SLIDES = 20
 
@@ -29,25 +29,16 @@ def select(
     """Keep the tiles that match the project's morphology prompts and the report, then spread by k-means."""
     from pydantic import ValidationError
 
-    from pathgen.config import RunConfig, SelectConfig
+    from pathgen.config import RunConfig
     from pathgen.rundir import RunDir
     from pathgen.selection.stage import select_stage
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
-        given = dict(
-            top_k_attribute=top_k,
-            top_k_finding=top_k,
-            per_slide_cap=cap,
-            clusters=clusters,
-            dedup_threshold=dedup,
-            prompts=prompts,
-            replace_prompts=replace_prompts or None,
-            seed=seed,
-        )
-        cfg = SelectConfig.model_validate(
-            {**base.select.model_dump(), **{k: v for k, v in given.items() if v is not None}}
-        )
+        cfg = with_options(
+            base.select, top_k_attribute=top_k, top_k_finding=top_k, per_slide_cap=cap, clusters=clusters,
+            dedup_threshold=dedup, prompts=prompts, replace_prompts=replace_prompts or None, seed=seed,
+        )  # fmt: skip
         summary = select_stage(RunDir(run), cfg)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
@@ -63,5 +54,11 @@ def select(
     keys = ["done", "failed", "selected", "by_attribute", "by_finding", "by_cluster", "duplicates_removed",
             "seconds"]  # fmt: skip
     console.print(summary_table(f"select -> {run}/selected.parquet", [summary], keys))
+    if summary.get("encoder") == "tiny" and summary.get("duplicates_removed", 0) > summary.get("selected", 0):
+        console.print(
+            "[yellow]note:[/] the tiny encoder is random, so its embeddings of all tiles are nearly "
+            f"identical and near-duplicate removal at {cfg.dedup_threshold} dropped most of them; "
+            "pass --dedup 1.0 to keep them, or embed with a real encoder"
+        )
     if summary["failed"]:
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table
+from pathgen.cli.common import console, fail, summary_table, with_options
 
 
 @app.command("tile", rich_help_panel=PIPELINE)
@@ -32,25 +32,16 @@ def tile(
     """Find tissue and grid every slide into tiles (672 px at level 0, >= 50 % tissue, as published)."""
     from pydantic import ValidationError
 
-    from pathgen.config import RunConfig, TileConfig
+    from pathgen.config import RunConfig
     from pathgen.rundir import RunDir
     from pathgen.slides.stage import tile_stage
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
-        overrides = {
-            k: v
-            for k, v in dict(
-                size=size,
-                mpp=mpp,
-                assume_mpp=assume_mpp,
-                min_tissue=min_tissue,
-                reader=reader,
-                workers=workers,
-            ).items()
-            if v is not None
-        }
-        cfg = TileConfig.model_validate({**base.tile.model_dump(), **overrides})
+        cfg = with_options(
+            base.tile, size=size, mpp=mpp, assume_mpp=assume_mpp, min_tissue=min_tissue, reader=reader,
+            workers=workers,
+        )  # fmt: skip
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     slides = list(inputs or []) or list(base.slides)

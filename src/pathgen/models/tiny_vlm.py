@@ -11,7 +11,6 @@ checks that would reject gibberish are relaxed and the rows are flagged instead.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -43,15 +42,9 @@ _LOCK = threading.Lock()
 
 def _default_corpus() -> Path | None:
     """The shared PathGen caption sample, when present (it trains the tiny BPE vocabulary)."""
-    env = os.environ.get("PATHGEN_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[4] / "shared" / "data")
-    candidates.append(Path("/work/shared/data"))
-    for base in candidates:
-        path = base / "captions" / "pathgen-1.6m-sample.json"
-        if path.exists():
-            return path
-    return None
+    from pathgen.sample_data import shared_path
+
+    return shared_path("captions", "pathgen-1.6m-sample.json")
 
 
 def _corpus_texts(corpus: Path | None, limit: int = 2000) -> list[str]:

@@ -15,21 +15,18 @@ level fits in ~1k px) and the resolution tags in centimetres, which OpenSlide op
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from pathgen.sample_data import shared_path
+
 CELL = 1024  # level-0 px per cell; a power of two so every level's cells stay whole pixels
 BACKGROUND = (242, 240, 243)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
-DEFAULT_SOURCES = (
-    Path(os.environ["PATHGEN_SHARED_DATA"]) / "patches"
-    if os.environ.get("PATHGEN_SHARED_DATA")
-    else Path(__file__).resolve().parents[3].parent / "shared" / "data" / "patches"
-)
+DEFAULT_SOURCES = shared_path("patches") or Path("shared/data/patches")
 
 
 def find_sources(root: str | Path = DEFAULT_SOURCES) -> list[Path]:

@@ -7,6 +7,7 @@ the training loop.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     register_model_configs()
     register_extra_configs()
     code = open_clip_main(list(sys.argv[1:] if argv is None else argv))
+    # open_clip_train sets every logger that exists to INFO; torch's would then dump their (empty)
+    # compile statistics into the user's log at exit.
+    for name in list(logging.root.manager.loggerDict):
+        if name == "torch" or name.startswith("torch."):
+            logging.getLogger(name).setLevel(logging.WARNING)
     return int(code) if isinstance(code, int) else 0
 
 
