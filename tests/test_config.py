@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
 
@@ -47,3 +49,20 @@ def test_bad_config_fails_naming_the_field(tmp_path, text, field):
 def test_missing_config_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         RunConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("out: runs/x\nslides: [manifest.csv\n")
+    with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML \(line \d+, column \d+\)"):
+        RunConfig.from_yaml(path)
+
+
+def test_relative_paths_become_absolute_against_the_config_folder(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "run.yaml"
+    path.write_text("slides: [../slides]\nout: ../runs/a\n")
+    monkeypatch.chdir(tmp_path / "cfg")
+    cfg = RunConfig.from_yaml("run.yaml")
+    assert Path(cfg.slides[0]).is_absolute() and Path(cfg.out).is_absolute()
+    assert Path(cfg.out).resolve() == (tmp_path / "runs" / "a").resolve()

@@ -66,6 +66,11 @@ def test_demo_writes_the_whole_dataset(demo_run, slides_dir):
         )
         assert (rec["wsi_id"], int(rec["position"][0]), int(rec["position"][1])) in tiles
     assert len({r["wsi_id"] for r in records}) == 2  # the DICOM sample is reported as an error by tiling
+    # The demo's manifest gives the TCGA slide its project and both SVS slides a report, so both
+    # prompt sets of the method choose tiles, each recording the prompt that did.
+    selected = pq.read_table(out / "selected.parquet").to_pylist()
+    assert {"attribute", "finding"} <= {r["reason"] for r in selected}
+    assert all(r["prompt"] for r in selected if r["reason"] in ("attribute", "finding"))
 
     card = (export / "README.md").read_text()
     assert "TINY RANDOM" in card and f"{len(records)} image-caption pairs" in card

@@ -137,9 +137,14 @@ class RunConfig(_Section):
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ValueError(f"{path}: not valid YAML{at}: {problem}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config must be a mapping, got {type(data).__name__}")
-        base = path.parent
+        base = path.resolve().parent  # absolute, so a run started elsewhere finds the same files
         slides = data.get("slides")
         if isinstance(slides, str):
             slides = [slides]

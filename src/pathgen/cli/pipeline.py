@@ -89,8 +89,43 @@ def find_sample_slides(explicit: Path | None = None) -> Path:
     )
 
 
+# What the demo knows of the bundled slides, so that selection by the project's attribute prompts
+# and by report findings runs too. The reports are illustrative, not the slides' real reports.
+SAMPLE_SLIDE_FACTS = {
+    "tcga-cr-7395-01a-01-ts1": (
+        "TCGA-HNSC",
+        "Invasive keratinizing squamous cell carcinoma. Keratin pearls are present. "
+        "The tumour is surrounded by desmoplastic stroma with lymphocytic infiltrate.",
+    ),
+    "CMU-1-Small-Region": ("", "Skin with epidermis and superficial dermis."),
+    "TCGA-XK-AAJU-small": ("TCGA-PRAD", ""),
+}
+
+
+def write_demo_manifest(slide_dir: Path, out: Path) -> Path:
+    """``OUT/demo-manifest.csv``: every slide of the sample folder with its project and report."""
+    import csv
+    import io
+
+    from pathgen.rundir import atomic_write
+    from pathgen.slides.manifest import SLIDE_EXTENSIONS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "slide_id", "project", "report"])
+    for path in sorted(p for p in slide_dir.iterdir() if p.suffix.lower() in SLIDE_EXTENSIONS):
+        project, report = SAMPLE_SLIDE_FACTS.get(path.stem, ("", ""))
+        writer.writerow([str(path.resolve()), path.stem, project, report])
+    target = Path(out) / "demo-manifest.csv"
+    if target.exists() and target.read_text(encoding="utf-8") == buf.getvalue():
+        return target  # untouched, so the tile stage stays up to date
+    return atomic_write(target, buf.getvalue())
+
+
 def demo_config(slides: Path, out: Path, per_slide: int, base_url: str | None, model: str | None) -> Any:
-    """The demo's RunConfig: published tiling, tiny encoder, a few patches per slide, tiny or real VLM."""
+    """The demo's RunConfig: published tiling, tiny encoder, a few patches per slide, tiny or real VLM.
+
+    ``slides`` is a slide folder or a manifest (the demo passes the manifest it wrote)."""
     from pathgen.config import RunConfig
 
     caption: dict[str, Any] = {"model": model or "tiny"}
@@ -118,7 +153,9 @@ def demo_config(slides: Path, out: Path, per_slide: int, base_url: str | None, m
 @app.command("demo", rich_help_panel=PIPELINE)
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run directory"),
-    slides: Path | None = typer.Option(None, help="slide folder \\[default: ../shared/data/slides]"),
+    slides: Path | None = typer.Option(
+        None, help="slide folder \\[default: slides/ of $PATHGEN_SHARED_DATA or ../shared/data]"
+    ),
     per_slide: int = typer.Option(4, help="patches captioned per slide (the method keeps up to 256)"),
     base_url: str | None = typer.Option(
         None, help="OpenAI-compatible VLM server, e.g. http://localhost:8000/v1"
@@ -132,7 +169,8 @@ def demo(
         slide_dir = find_sample_slides(slides)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
-    cfg = demo_config(slide_dir, out, per_slide, base_url, model)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = demo_config(write_demo_manifest(slide_dir, out), out, per_slide, base_url, model)
     tiny = not base_url
     if tiny:
         console.print(TINY_WARNING)

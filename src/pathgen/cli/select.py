@@ -54,6 +54,12 @@ def select(
     keys = ["done", "failed", "selected", "by_attribute", "by_finding", "by_cluster", "duplicates_removed",
             "seconds"]  # fmt: skip
     console.print(summary_table(f"select -> {run}/selected.parquet", [summary], keys))
+    if summary.get("selected") and not summary.get("by_attribute") and not summary.get("by_finding"):
+        console.print(
+            "[yellow]note:[/] no tile was chosen by a prompt: the slides have no `project` with attribute "
+            "prompts (e.g. TCGA-BRCA) and no `report`, so selection was k-means only; tile from a manifest "
+            "with those columns to use them"
+        )
     if summary.get("encoder") == "tiny" and summary.get("duplicates_removed", 0) > summary.get("selected", 0):
         console.print(
             "[yellow]note:[/] the tiny encoder is random, so its embeddings of all tiles are nearly "
