@@ -7,11 +7,17 @@ DIR1 DIR2 ...` puts result folders side by side; `pathgen eval benchmarks` lists
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from pathgen.cli.app import MODELS, app
 from pathgen.cli.common import console, fail, summary_table
+
+if TYPE_CHECKING:
+    from pathgen.evaluate.benchmarks import Benchmark
 
 eval_app = typer.Typer(
     help=(
@@ -105,7 +111,30 @@ def _print_result(result: dict, out: Path) -> None:
                 f"{task}: accuracy={entry['accuracy']:.4f} "
                 f"balanced_accuracy={entry['balanced_accuracy']:.4f} weighted_f1={entry['weighted_f1']:.4f}"
             )
+    if "fewshot" not in result.get("kept_tasks", []):
+        _warn_fewshot(result["tasks"].get("fewshot", {}))
+    _print_kept(result)
     typer.echo(f"results: {out / 'results.json'}")
+
+
+def _warn_fewshot(entry: dict) -> None:
+    """Skipped k, and k that used every training image (std 0 over seeds by construction)."""
+    for k, reason in sorted(entry.get("skipped", {}).items(), key=lambda kv: int(kv[0])):
+        typer.echo(f"warning: fewshot k={k} skipped: {reason}", err=True)
+    for k, shot in entry.get("shots", {}).items():
+        if shot.get("same_images_every_seed"):
+            typer.echo(
+                f"note: fewshot k={k} is every class's whole training split: all seeds use the same images"
+            )
+
+
+def _print_kept(result: dict) -> None:
+    """Say which tasks in results.json come from an earlier run into the same --out, and when."""
+    kept = result.get("kept_tasks", [])
+    if kept:
+        when = result.get("task_created", {})
+        listed = ", ".join(f"{t} (run {when.get(t, '?')})" for t in kept)
+        typer.echo(f"kept from the earlier run in this --out: {listed}")
 
 
 def _order(col: str) -> tuple[int, str, int]:
@@ -126,7 +155,7 @@ def eval_compare(
 
     try:
         table, _ = compare(dirs, metric=metric)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(table)
     if out is not None:
@@ -134,18 +163,65 @@ def eval_compare(
 
 
 @eval_app.command("benchmarks")
-def eval_benchmarks() -> None:
-    """List the benchmark registry: names, classes and the on-disk layout each loader expects."""
-    from pathgen.evaluate.benchmarks import BENCHMARKS
+def eval_benchmarks(
+    name: str = typer.Argument(None, help="one benchmark (name or alias): classes, synonyms, templates"),
+) -> None:
+    """List the benchmark registry: classes with their prompt names, the single template and the
+    on-disk layout each loader expects; with NAME, everything about that one benchmark."""
+    from pathgen.evaluate.benchmarks import BENCHMARKS, get_benchmark
 
-    rows = [
-        {
-            "name": b.name,
-            "classes": len(b.classes),
-            "task": b.task,
-            "layout": b.layout,
-            "aliases": ", ".join(b.aliases),
-        }
-        for b in BENCHMARKS.values()
-    ]
-    console.print(summary_table("benchmarks", rows, ["name", "classes", "task", "layout", "aliases"]))
+    if name is None:
+        console.print(_registry_table(list(BENCHMARKS.values())))
+        console.print("synonyms, ensemble templates and more about one: pathgen eval benchmarks NAME")
+        return
+    try:
+        bench = get_benchmark(name)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    _print_benchmark(bench)
+
+
+def _registry_table(benches: list[Benchmark]) -> Table:
+    """Every cell wraps and folds instead of being cut with "…": a layout is only useful complete."""
+    table = Table(title="benchmarks", show_lines=True, expand=True)
+    for col, ratio in (
+        ("name (aliases)", 2),
+        ("classes (id: prompt name)", 4),
+        ("template", 2),
+        ("layout", 3),
+    ):
+        table.add_column(col, overflow="fold", ratio=ratio)
+    for b in benches:
+        name = b.name + (f"\n({', '.join(b.aliases)})" if b.aliases else "")
+        if b.task == "classification":
+            classes = "\n".join(f"{c}: {b.names[c]}" for c in b.classes)
+            template = b.single_template
+        else:
+            classes = f"{len(b.classes)} classes: {', '.join(b.classes)}"
+            template = f"none ({b.task} benchmark)"
+        table.add_row(*(Text(cell) for cell in (name, classes, template, b.layout)))  # no markup: [t, s, n]
+    return table
+
+
+def _print_benchmark(bench: Benchmark) -> None:
+    """Plain lines (no table) so nothing is truncated and the text can be copied as is."""
+    typer.echo(f"{bench.name}: {bench.title}")
+    typer.echo(f"task: {bench.task}")
+    if bench.aliases:
+        typer.echo(f"aliases: {', '.join(bench.aliases)}")
+    if bench.source:
+        typer.echo(f"source: {bench.source}")
+    typer.echo(f"layout: {bench.layout}")
+    typer.echo(f"classes ({len(bench.classes)}; id: prompt name [synonyms]):")
+    for c in bench.classes:
+        syn = bench.synonyms.get(c, ())
+        typer.echo(f"  {c}: {bench.names[c]}" + (f"  [{'; '.join(syn)}]" if syn else ""))
+    if bench.task != "classification":
+        typer.echo("prompts: none (image-to-image retrieval by class)")
+        return
+    typer.echo(f"single template: {bench.single_template}")
+    typer.echo(f"  e.g. {bench.prompts(False)[0][0]}")
+    typer.echo("ensemble templates (--ensemble: every name and synonym under each):")
+    for t in bench.templates:
+        typer.echo(f"  {t}")
+    typer.echo(f"ensemble prompts: {sum(len(p) for p in bench.prompts(True))}")

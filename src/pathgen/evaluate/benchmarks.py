@@ -1,10 +1,14 @@
 """The benchmark registry: each dataset's classes, their prompt names and synonyms, its templates,
 and the loader of its published layout.
 
-Class names and templates follow the published evaluations (PLIP, QuiltNet, PathGen-CLIP): a
-single template per dataset as the papers report it, and the four-template ensemble they share.
-An ensemble prompt set is every synonym of a class under every template; the class embedding is
-the mean of their normalised text embeddings.
+Class names and templates follow the published evaluations. Where the PathGen-CLIP repository
+ships a zero-shot script (PathGen-1-6M/PathGen-1.6M, ``Zero-shot_classification/clip_acc_*.py``:
+CRC, BACH, SICAPv2, WSSS4LUAD, LC25000 colon/lung, Osteo, SkinCancer) its class order, class names
+and single template are used verbatim, and QuiltNet's names (wisdomikezogwo/quilt1m,
+``eval/en_classnames.json``) become synonyms; the other datasets use QuiltNet's or PLIP's names.
+The four-template ensemble is the one those evaluations share. An ensemble prompt set is every
+synonym of a class under every template; the class embedding is the mean of their normalised text
+embeddings.
 """
 
 from __future__ import annotations
@@ -75,24 +79,33 @@ def _b(name: str, title: str, names: dict[str, str], loader: Callable, layout: s
     )
 
 
+# Kriegsmann et al. skin classes (the ``class`` column of tiles-v2.csv), in QuiltNet's order:
+# (PathGen-CLIP name, QuiltNet name, further synonyms).
 _SKIN = {
-    "nontumor_skin_necrosis_necrosis": ("necrosis", ("necrotic tissue",)),
-    "nontumor_skin_muscle_skeletal": ("skeletal muscle", ("striated muscle",)),
-    "nontumor_skin_sweatglands_sweatglands": ("eccrine sweat glands", ("sweat glands",)),
-    "nontumor_skin_vessel_vessel": ("vessels", ("blood vessels",)),
-    "nontumor_skin_elastosis_elastosis": ("elastosis", ("solar elastosis",)),
-    "nontumor_skin_chondraltissue_chondraltissue": ("chondral tissue", ("cartilage",)),
-    "nontumor_skin_hairfollicle_hairfollicle": ("hair follicle", ("hair follicles",)),
-    "nontumor_skin_epidermis_epidermis": ("epidermis", ("squamous epithelium of the skin",)),
-    "nontumor_skin_nerves_nerves": ("nerves", ("peripheral nerve",)),
-    "nontumor_skin_subcutis_subcutis": ("subcutis", ("subcutaneous fat",)),
-    "nontumor_skin_dermis_dermis": ("dermis", ("dermal connective tissue",)),
-    "nontumor_skin_sebaceousglands_sebaceousglands": ("sebaceous glands", ("sebaceous gland",)),
-    "tumor_skin_epithelial_sqcc": ("squamous-cell carcinoma", ("cutaneous squamous cell carcinoma",)),
-    "tumor_skin_melanoma_melanoma": ("melanoma in-situ", ("melanoma",)),
-    "tumor_skin_epithelial_bcc": ("basal-cell carcinoma", ("basal cell carcinoma",)),
-    "tumor_skin_naevus_naevus": ("naevus", ("melanocytic nevus",)),
+    "nontumor_skin_necrosis_necrosis": ("non-tumor necrosis", "necrosis", ("necrotic tissue",)),
+    "nontumor_skin_muscle_skeletal": ("non-tumor skeletal muscle", "skeletal muscle", ("striated muscle",)),
+    "nontumor_skin_sweatglands_sweatglands": ("non-tumor sweat glands", "eccrine sweat glands", ()),
+    "nontumor_skin_vessel_vessel": ("non-tumor vessel", "vessels", ("blood vessels",)),
+    "nontumor_skin_elastosis_elastosis": ("non-tumor elastosis", "elastosis", ("solar elastosis",)),
+    "nontumor_skin_chondraltissue_chondraltissue": ("non-tumor chondral tissue", "chondral tissue", ()),
+    "nontumor_skin_hairfollicle_hairfollicle": ("non-tumor hair follicle", "hair follicle", ()),
+    "nontumor_skin_epidermis_epidermis": ("non-tumor epidermis", "epidermis", ()),
+    "nontumor_skin_nerves_nerves": ("non-tumor nerves", "nerves", ("peripheral nerve",)),
+    "nontumor_skin_subcutis_subcutis": ("non-tumor subcutis", "subcutis", ("subcutaneous fat",)),
+    "nontumor_skin_dermis_dermis": ("non-tumor dermis", "dermis", ()),
+    "nontumor_skin_sebaceousglands_sebaceousglands": ("non-tumor sebaceous glands", "sebaceous glands", ()),
+    "tumor_skin_epithelial_sqcc": (
+        "tumor epithelial squamous cell carcinoma",
+        "squamous-cell carcinoma",
+        ("cutaneous squamous cell carcinoma",),
+    ),
+    "tumor_skin_melanoma_melanoma": ("tumor melanoma", "melanoma in-situ", ("melanoma",)),
+    "tumor_skin_epithelial_bcc": ("tumor epithelial basal cell carcinoma", "basal-cell carcinoma", ()),
+    "tumor_skin_naevus_naevus": ("tumor naevus", "naevus", ("melanocytic nevus",)),
 }
+# PathGen-CLIP's clip_acc_skincancer.py numbers the 16 classes alphabetically.
+_SKIN_PATHGEN = {k: _SKIN[k][0] for k in sorted(_SKIN)}
+_SKIN_SYNONYMS = {k: (v[1], *v[2]) for k, v in _SKIN.items()}
 
 BENCHMARKS: dict[str, Benchmark] = {}
 
@@ -108,7 +121,7 @@ for _bench in (
         "crc100k",
         "CRC-100K / NCT-CRC-HE-100K (test: CRC-VAL-HE-7K)",
         {
-            "ADI": "adipose tissue",
+            "ADI": "adipose",
             "BACK": "background",
             "DEB": "debris",
             "LYM": "lymphocytes",
@@ -119,17 +132,18 @@ for _bench in (
             "TUM": "colorectal adenocarcinoma epithelium",
         },
         loaders.load_crc,
-        "NCT-CRC-HE-100K/ and/or CRC-VAL-HE-7K/ with class folders ADI BACK DEB LYM MUC MUS NORM STR TUM",
-        single_template="An H&E patch of {c}.",
+        "NCT-CRC-HE-100K[-NONORM]/ and/or CRC-VAL-HE-7K/ with class folders "
+        "ADI BACK DEB LYM MUC MUS NORM STR TUM",
+        single_template="An H&E patch of {c}",
         synonyms={
-            "ADI": ("fat", "adipocytes"),
+            "ADI": ("adipose tissue", "fat"),
             "BACK": ("empty slide background",),
             "DEB": ("necrotic debris",),
             "LYM": ("lymphocyte aggregates", "immune cells"),
             "MUC": ("mucin", "extracellular mucin"),
             "MUS": ("muscularis propria",),
             "NORM": ("benign colonic glands", "normal colonic epithelium"),
-            "STR": ("desmoplastic stroma", "tumour stroma"),
+            "STR": ("desmoplastic stroma", "tumor stroma"),
             "TUM": ("adenocarcinoma", "colorectal cancer"),
         },
         aliases=("crc", "nct-crc-he", "crc-val-he-7k", "kather"),
@@ -139,17 +153,19 @@ for _bench in (
         "bach",
         "BACH (ICIAR 2018) breast microscopy",
         {
-            "normal": "normal breast tissue",
-            "benign": "benign breast tissue",
-            "insitu": "in situ carcinoma",
+            "benign": "benign tissue",
+            "insitu": "in-situ carcinoma",
             "invasive": "invasive carcinoma",
+            "normal": "normal tissue",
         },
         loaders.load_bach,
-        "ICIAR2018_BACH_Challenge/Photos/{Normal,Benign,InSitu,Invasive}/*.tif",
+        "ICIAR2018_BACH_Challenge/Photos/{Benign,InSitu,Invasive,Normal}/*.tif",
+        single_template="An H&E image of {c}",
         synonyms={
-            "benign": ("benign lesion",),
-            "insitu": ("ductal carcinoma in situ",),
-            "invasive": ("invasive ductal carcinoma",),
+            "benign": ("breast non-malignant benign tissue", "benign breast tissue"),
+            "insitu": ("breast malignant in-situ carcinoma", "ductal carcinoma in situ"),
+            "invasive": ("breast malignant invasive carcinoma", "invasive ductal carcinoma"),
+            "normal": ("breast normal breast tissue", "normal breast tissue"),
         },
         source="Aresta et al. 2019",
     ),
@@ -157,19 +173,30 @@ for _bench in (
         "sicapv2",
         "SICAPv2 prostate Gleason patterns",
         {
-            "NC": "non-cancerous well-differentiated glands",
-            "G3": "gleason grade 3 with atrophic well differentiated and dense glandular regions",
-            "G4": "gleason grade 4 with cribriform, ill-formed, large-fused and papillary glandular patterns",
-            "G5": "gleason grade 5 with nests of cells without lumen formation, isolated cells and "
-            "pseudo-roseting patterns",
+            "NC": "non-cancerous",
+            "G3": "gleason grade 3: atrophic well differentiated and dense glandular regions",
+            "G4": "gleason grade 4: cribriform, ill-formed, large-fused and papillary glandular patterns",
+            "G5": "gleason grade 5: isolated cells or file of cells, nests of cells without lumina "
+            "formation and pseudo-rosetting patterns",
         },
         loaders.load_sicapv2,
         "SICAPv2/images/*.jpg + SICAPv2/partition/Test/{Train,Test}.xlsx",
+        single_template="An H&E image of {c}",
         synonyms={
-            "NC": ("benign glands", "non-cancerous tissue"),
-            "G3": ("atrophic dense glands",),
-            "G4": ("cribriform ill-formed fused papillary patterns",),
-            "G5": ("isolated nest cells without lumen roseting patterns",),
+            "NC": ("non-cancerous well-differentiated glands", "benign glands"),
+            "G3": (
+                "gleason grade 3 with atrophic well differentiated and dense glandular regions",
+                "atrophic dense glands",
+            ),
+            "G4": (
+                "gleason grade 4 with cribriform, ill-formed, large-fused and papillary glandular patterns",
+                "cribriform ill-formed fused papillary patterns",
+            ),
+            "G5": (
+                "gleason grade 5 with nests of cells without lumen formation, isolated cells and "
+                "pseudo-roseting patterns",
+                "isolated nest cells without lumen roseting patterns",
+            ),
         },
         source="Silva-Rodríguez et al. 2020",
     ),
@@ -186,11 +213,11 @@ for _bench in (
     _b(
         "lc25000-colon",
         "LC25000 colon",
-        {"colon_aca": "colon adenocarcinoma", "colon_n": "benign colonic tissue"},
+        {"colon_n": "normal colon tissue", "colon_aca": "colon adenocarcinoma"},
         loaders.load_lc25000_colon,
         "lung_colon_image_set/colon_image_sets/{colon_aca,colon_n}/*.jpeg",
-        single_template="An image of {c}.",
-        synonyms={"colon_n": ("normal colon tissue",), "colon_aca": ("colorectal adenocarcinoma",)},
+        single_template="An image of {c}",
+        synonyms={"colon_n": ("benign colonic tissue",), "colon_aca": ("colorectal adenocarcinoma",)},
         aliases=("lc25000colon", "lc-colon"),
         source="Borkowski et al. 2019",
     ),
@@ -198,14 +225,17 @@ for _bench in (
         "lc25000-lung",
         "LC25000 lung",
         {
-            "lung_aca": "lung adenocarcinoma",
             "lung_n": "benign lung tissue",
-            "lung_scc": "lung squamous cell carcinoma",
+            "lung_aca": "lung adenocarcinoma",
+            "lung_scc": "lung squamous cell carcinomas",
         },
         loaders.load_lc25000_lung,
         "lung_colon_image_set/lung_image_sets/{lung_aca,lung_n,lung_scc}/*.jpeg",
-        single_template="An image of {c}.",
-        synonyms={"lung_n": ("normal lung tissue",), "lung_scc": ("squamous cell carcinoma of the lung",)},
+        single_template="An image of {c}",
+        synonyms={
+            "lung_n": ("benign lung", "normal lung tissue"),
+            "lung_scc": ("lung squamous cell carcinoma",),
+        },
         aliases=("lc25000lung", "lc-lung"),
         source="Borkowski et al. 2019",
     ),
@@ -215,11 +245,11 @@ for _bench in (
         {"nontumor": "non-tumor", "necrotic": "necrotic tumor", "viable": "viable tumor"},
         loaders.load_osteo,
         "tiles *.jpg + ML_Features_1144.csv (image.name, classification)",
-        single_template="An H&E image patch of {c}.",
+        single_template="An H&E image patch of {c}",
         synonyms={
             "nontumor": ("normal bone",),
-            "necrotic": ("non-viable tumor",),
-            "viable": ("viable osteosarcoma",),
+            "necrotic": ("non-viable necrotic osteosarcoma tumor",),
+            "viable": ("viable osteosarcoma tumor",),
         },
         aliases=("osteosarcoma",),
         source="Arunachalam et al. 2019 (TCIA)",
@@ -227,10 +257,11 @@ for _bench in (
     _b(
         "skincancer",
         "SkinCancer (Kriegsmann et al. 2022), 16 tissue classes",
-        {k: v[0] for k, v in _SKIN.items()},
+        _SKIN_PATHGEN,
         loaders.load_skincancer,
-        "tiles-v2.csv (file, class, set) + tiles",
-        synonyms={k: v[1] for k, v in _SKIN.items()},
+        "data/tiles-v2.csv (file, class, set) + data/tiles/<class>/*.jpg",
+        single_template="An H&E image of {c}",
+        synonyms=_SKIN_SYNONYMS,
         aliases=("skin",),
         source="Kriegsmann et al. 2022, heiDATA",
     ),
@@ -262,7 +293,7 @@ for _bench in (
         "DigestPath 2019 colonoscopy tissue (benign vs malignant)",
         {"benign": "benign", "malignant": "malignant"},
         loaders.load_digestpath,
-        "tissue-train-pos-v1/*.jpg + tissue-train-neg/*.jpg",
+        "Colonoscopy_tissue_segment_dataset/tissue-train-{pos-v1,neg}/*.jpg",
         synonyms={"benign": ("benign colonic tissue",), "malignant": ("colorectal carcinoma",)},
         source="Da et al. 2022",
     ),
@@ -271,13 +302,13 @@ for _bench in (
         "PanNuke (benign vs malignant, PLIP binarisation)",
         {"benign": "benign", "malignant": "malignant"},
         loaders.load_pannuke,
-        "Fold N/images/fold N/images.npy + Fold N/masks/fold N/masks.npy",
+        "Fold N/images/foldN/images.npy + Fold N/masks/foldN/masks.npy",
         synonyms={"benign": ("non-neoplastic tissue",), "malignant": ("neoplastic cells",)},
         source="Gamper et al. 2019",
     ),
     _b(
         "renal",
-        "Renal cell carcinoma tissue (Brummer et al. 2022)",
+        "Renal cell carcinoma tissue (Brummer et al. 2023)",
         {
             "blood": "red blood cells",
             "cancer": "renal cancer",
@@ -286,18 +317,18 @@ for _bench in (
             "stroma": "muscle fibrous stroma blood vessels",
         },
         loaders.load_renal,
-        "class folders blood/ cancer/ normal/ other/ stroma/",
+        "tissue_classification/{blood,cancer,normal,other,stroma}/ (empty/ is skipped)",
         synonyms={"cancer": ("clear cell renal cell carcinoma",), "stroma": ("fibrous stroma",)},
         aliases=("renalcell", "renal-cell"),
-        source="Brummer et al. 2022, Zenodo",
+        source="Brummer et al. 2023, Zenodo 7898308",
     ),
     _b(
         "skin-tumour",
         "Skin tumour subset of Kriegsmann et al. (4 classes)",
-        {k: v[0] for k, v in _SKIN.items() if k.startswith("tumor_")},
+        {k: v[1] for k, v in _SKIN.items() if k.startswith("tumor_")},
         loaders.load_skin_tumour,
-        "tiles-v2.csv (file, class, set) + tiles",
-        synonyms={k: v[1] for k, v in _SKIN.items() if k.startswith("tumor_")},
+        "data/tiles-v2.csv (file, class, set) + data/tiles/<class>/*.jpg",
+        synonyms={k: (v[0], *v[2]) for k, v in _SKIN.items() if k.startswith("tumor_")},
         aliases=("skintumor", "skin-tumor", "skintumour"),
         source="Kriegsmann et al. 2022",
     ),
@@ -305,16 +336,16 @@ for _bench in (
         "idc-grade",
         "Invasive ductal carcinoma grade (Databiox)",
         {
-            "G1": "well differentiated invasive ductal carcinoma (grade 1)",
-            "G2": "moderately differentiated invasive ductal carcinoma (grade 2)",
-            "G3": "poorly differentiated invasive ductal carcinoma (grade 3)",
+            "G1": "well differentiated bloom richardson grade one",
+            "G2": "moderately differentiated bloom richardson grade two",
+            "G3": "poorly differentiated grade three",
         },
         loaders.load_idc_grade,
-        "class folders 'Grade 1'/'Grade 2'/'Grade 3'",
+        "BC_IDC_Grade_1/ BC_IDC_Grade_2/ BC_IDC_Grade_3/ (magnification subfolders)",
         synonyms={
-            "G1": ("low grade breast cancer",),
-            "G2": ("intermediate grade breast cancer",),
-            "G3": ("high grade breast cancer",),
+            "G1": ("well differentiated invasive ductal carcinoma", "low grade breast cancer"),
+            "G2": ("moderately differentiated invasive ductal carcinoma", "intermediate grade breast cancer"),
+            "G3": ("poorly differentiated invasive ductal carcinoma", "high grade breast cancer"),
         },
         aliases=("idc", "databiox", "idcgrade"),
         source="Bolhasani et al. 2020",
@@ -324,7 +355,7 @@ for _bench in (
         "KIMIA Path24 (image retrieval)",
         {str(i): f"tissue type {i}" for i in range(24)},
         loaders.load_kimia24,
-        "s{0..23}_{n}.jpg test patches",
+        "Training/s{0..23}/*.jpg + RGBPatches-test/s{0..23}/*.jpg",
         task="retrieval",
         aliases=("kimia", "kimia-path24", "kimiapath24"),
         source="Babaie et al. 2017",

@@ -12,6 +12,7 @@ from typing import Any
 from pathgen.rundir import atomic_path, atomic_write, write_json
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1")
+TASK_ORDER = ("zeroshot", "linear", "fewshot", "retrieval")
 
 
 def confusion_png(
@@ -53,26 +54,48 @@ def confusion_png(
 
 
 def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten a result into one row per (task, variant) with its main numbers."""
+    """Flatten a result into one row per (task, variant) with its main numbers.
+
+    Tasks come in a fixed order and few-shot k in numeric order: results.json is written with sorted
+    keys, so its own order would put ``k=16`` before ``k=2``. A skipped k gets a row with the reason.
+    """
     rows = []
-    for task, entry in result.get("tasks", {}).items():
+    tasks = result.get("tasks", {})
+    for task in sorted(tasks, key=_task_order):
+        entry = tasks[task]
         if task == "fewshot":
-            for k, shot in entry.get("shots", {}).items():
-                rows.append(
-                    {
-                        "task": f"fewshot k={k}",
-                        **{m: shot[m]["mean"] for m in HEADLINE},
-                        "std": shot["accuracy"]["std"],
-                    }
-                )
+            rows.extend(_fewshot_rows(entry))
         elif task == "retrieval":
-            flat = {f"i2t {k}": v for k, v in entry.get("image_to_text", {}).items()}
-            flat |= {f"t2i {k}": v for k, v in entry.get("text_to_image", {}).items()}
-            flat |= {k: v for k, v in entry.items() if k.startswith(("R@", "majority@"))}
-            rows.append({"task": task, **flat})
+            rows.append({"task": task, **retrieval_measures(entry)})
         elif all(m in entry for m in HEADLINE):
             rows.append({"task": task, **{m: entry[m] for m in HEADLINE}})
     return rows
+
+
+def _task_order(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+def _fewshot_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per k, run or skipped, in numeric order of k."""
+    shots, skipped = entry.get("shots", {}), entry.get("skipped", {})
+    rows = []
+    for k in sorted({*shots, *skipped}, key=int):
+        if k in shots:
+            shot = shots[k]
+            row = {m: shot[m]["mean"] for m in HEADLINE} | {"std": shot["accuracy"]["std"]}
+        else:
+            row = {"skipped": skipped[k]}
+        rows.append({"task": f"fewshot k={k}", **row})
+    return rows
+
+
+def retrieval_measures(entry: dict[str, Any]) -> dict[str, float]:
+    """Recall@k (and majority@k) of a retrieval entry, flat: ``i2t R@1``, ``t2i R@5``, ``R@10``..."""
+    flat = {f"i2t {k}": v for k, v in entry.get("image_to_text", {}).items()}
+    flat |= {f"t2i {k}": v for k, v in entry.get("text_to_image", {}).items()}
+    flat |= {k: v for k, v in entry.items() if k.startswith(("R@", "majority@"))}
+    return flat
 
 
 def markdown_table(rows: list[dict[str, Any]], first: str = "task") -> str:
@@ -84,8 +107,10 @@ def markdown_table(rows: list[dict[str, Any]], first: str = "task") -> str:
 
 
 def _col_order(col: str) -> tuple[int, str, int]:
-    """Headline metrics first, then by name with numbers in numeric order (R@5 before R@10)."""
-    order = {m: i for i, m in enumerate(HEADLINE)}
+    """Headline metrics and std first, then by name with numbers in numeric order (R@5 before R@10)."""
+    order = {m: i for i, m in enumerate((*HEADLINE, "std"))}
+    if col == "skipped":  # the reason is long text: last column
+        return (len(order) + 1, col, -1)
     m = re.match(r"^(.*?)(\d+)$", col)
     return (order.get(col, len(order)), m.group(1) if m else col, int(m.group(2)) if m else -1)
 
@@ -121,21 +146,57 @@ def load_result(path: Path) -> dict[str, Any]:
 
 
 def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[dict[str, Any]]]:
-    """One row per (benchmark, task), one column per model: ``metric`` side by side (markdown)."""
+    """Markdown tables, one column per model: ``metric`` per (benchmark, task) for classification,
+    and, in a table of its own, recall@k per (benchmark, measure) for retrieval.
+
+    Retrieval has no accuracy; putting R@1 under an "accuracy" heading would invite comparing
+    numbers that mean different things.
+    """
+    if metric not in HEADLINE:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(HEADLINE)}")
     results = [load_result(p) for p in paths]
-    models = []
+    models = _model_labels(results, paths)
+    classification: dict[tuple[str, str], dict[str, Any]] = {}
+    retrieval: dict[tuple[str, str], dict[str, Any]] = {}
+    for res, label in zip(results, models, strict=True):
+        bench = res.get("benchmark", "?")
+        for row in headline_rows(res):
+            if row["task"] == "retrieval":
+                for measure, value in row.items():
+                    if measure != "task":
+                        retrieval.setdefault((bench, measure), {"benchmark": bench, "measure": measure})
+                        retrieval[(bench, measure)][label] = value
+            else:
+                value = row.get(metric, "skipped" if "skipped" in row else None)
+                classification.setdefault((bench, row["task"]), {"benchmark": bench, "task": row["task"]})
+                classification[(bench, row["task"])][label] = value
+    class_rows = [classification[k] for k in sorted(classification, key=_row_order)]
+    retr_rows = [retrieval[k] for k in sorted(retrieval, key=lambda k: (k[0], _col_order(k[1])))]
+    parts = []
+    if class_rows:
+        parts.append(_table(f"{metric} by model", ["benchmark", "task", *models], class_rows))
+    if retr_rows:
+        parts.append(_table("retrieval recall@k by model", ["benchmark", "measure", *models], retr_rows))
+    return "\n".join(parts), class_rows + retr_rows
+
+
+def _model_labels(results: list[dict[str, Any]], paths: Sequence[Path]) -> list[str]:
+    """Column labels: the model spec, with the folder added when two folders share a model."""
+    models: list[str] = []
     for res, p in zip(results, paths, strict=True):
         label = res.get("model", str(p))
         models.append(label if label not in models else f"{label} ({p})")
-    table: dict[tuple[str, str], dict[str, Any]] = {}
-    for res, label in zip(results, models, strict=True):
-        for row in headline_rows(res):
-            key = (res.get("benchmark", "?"), row["task"])
-            value = row.get(metric, row.get("i2t R@1", row.get("R@1")))
-            table.setdefault(key, {"benchmark": key[0], "task": key[1]})[label] = value
-    rows = list(table.values())
-    cols = ["benchmark", "task", *models]
-    lines = [f"{metric} by model\n", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
-    return "\n".join(lines) + "\n", rows
+    return models
+
+
+def _row_order(key: tuple[str, str]) -> tuple[str, tuple[int, str], int]:
+    """Benchmark, then task in TASK_ORDER, then few-shot k numerically (k=2 before k=16)."""
+    bench, task = key
+    base, _, k = task.partition(" k=")
+    return (bench, _task_order(base), int(k) if k.isdigit() else -1)
+
+
+def _table(heading: str, cols: list[str], rows: list[dict[str, Any]]) -> str:
+    lines = [f"{heading}\n", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,19 +90,20 @@ def evaluate(
     if bad:
         raise ValueError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
     out = Path(out)
+    bench = None if benchmark in (None, PAIRS) else get_benchmark(benchmark)
+    if bench is None and list(tasks) != ["retrieval"]:
+        raise ValueError("pairs shards support only --task retrieval; name a --benchmark for classification")
+    identity = _identity(model, bench, data, max_per_class)
+    previous = previous_result(out, identity)  # refuse a mismatched --out before any encoding
     cache = Path(cache_dir) if cache_dir else out / "cache"
     get_encoder = _encoder_factory(model, device)
     started = time.time()
-    if benchmark in (None, PAIRS):
-        if list(tasks) != ["retrieval"]:
-            raise ValueError(
-                "pairs shards support only --task retrieval; name a --benchmark for classification"
-            )
+    if bench is None:
         result = _pairs_retrieval(model, data, get_encoder, cache, batch_size, progress)
     else:
         result = _benchmark_tasks(
             model,
-            get_benchmark(benchmark),
+            bench,
             data,
             out,
             tasks,
@@ -114,9 +116,79 @@ def evaluate(
             max_per_class,
             progress,
         )
+    result |= identity
     result["elapsed_s"] = round(time.time() - started, 2)
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = merge_previous(result, previous)
     write_results(out, result)
+    return result
+
+
+def _identity(model: str, bench: Benchmark | None, data: str | Path, max_per_class: int | None) -> dict:
+    """What makes two runs' task results belong in one results.json: same model, same benchmark,
+    same images (data folder and --max-per-class subsample)."""
+    path = Path(data).expanduser()
+    return {
+        "model": model,
+        "benchmark": bench.name if bench else PAIRS,
+        "data": str(path.resolve()) if path.exists() else str(data),
+        "max_per_class": max_per_class if bench else None,
+    }
+
+
+def previous_result(out: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The results.json already in ``out`` when it is for the same run identity, else a clear error.
+
+    One --out folder holds one model on one benchmark: `pathgen eval compare` reads one model label
+    per folder, and the confusion PNGs are named by task only. So a different model, benchmark,
+    data folder or subsample is refused rather than mixed in or silently overwritten.
+    """
+    file = out / "results.json"
+    if not file.exists():
+        return None
+    try:
+        prev = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{file} exists but cannot be read ({exc}); delete it or choose another --out"
+        ) from exc
+    # results written before max_per_class was recorded cannot be checked on it
+    checked = {k: v for k, v in identity.items() if k in prev or k != "max_per_class"}
+    diffs = [
+        f"{key} {prev.get(key)!r} there, {value!r} now"
+        for key, value in checked.items()
+        if _normalise(key, prev.get(key)) != value
+    ]
+    if diffs:
+        raise ValueError(
+            f"{out} already holds results of another evaluation ({'; '.join(diffs)}). One --out folder "
+            f"holds one model on one benchmark and data set: choose another --out, or delete {file} "
+            "to start over."
+        )
+    return prev
+
+
+def _normalise(key: str, value: Any) -> Any:
+    """Earlier results.json files may hold the data folder as typed (relative): resolve it alike."""
+    if key == "data" and value is not None and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def merge_previous(result: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the earlier run's tasks that this run did not redo, and say which (``kept_tasks``, with
+    the time each task was run in ``task_created``), so a rerun of one task loses nothing."""
+    created = {t: result["created"] for t in result["tasks"]}
+    kept: dict[str, Any] = {}
+    if previous:
+        earlier = previous.get("task_created", {})
+        for task, entry in previous.get("tasks", {}).items():
+            if task not in result["tasks"]:
+                kept[task] = entry
+                created[task] = earlier.get(task, previous.get("created", "unknown"))
+    result["tasks"] = {**kept, **result["tasks"]}
+    result["kept_tasks"] = sorted(kept)
+    result["task_created"] = created
     return result
 
 
