@@ -157,3 +157,33 @@ def test_export_reports_an_unreadable_slide(demo_run, tmp_path):
     records = json.loads((run / "export" / "pathgen.json").read_text())
     assert len(records) == before - len(errors) and all(r["wsi_id"] != "CMU-1-Small-Region" for r in records)
     assert "read_failed" in (run / "export" / "README.md").read_text()
+
+
+def test_export_that_would_be_empty_keeps_the_previous_one(demo_run, tmp_path, monkeypatch):
+    """Slide paths that no longer resolve (a relative path read from another directory) make every
+    patch read fail: the good export stays, and both `export` and `run` fail saying why."""
+    import pyarrow as pa
+
+    from pathgen.pipeline import PipelineError, run_pipeline
+    from pathgen.rundir import write_parquet
+
+    src, _ = demo_run
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    slides = pq.read_table(run / "slides.parquet").to_pylist()
+    assert all(Path(r["path"]).is_absolute() for r in slides), "tile stores absolute slide paths"
+    for row in slides:
+        row["path"] = str(Path("relative") / Path(row["path"]).name)
+    write_parquet(pa.Table.from_pylist(slides), run / "slides.parquet")
+    before = _digests(run / "export")
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(app, ["export", str(run)])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "every patch read failed" in text and "was left as it was" in text and "file not found" in text
+    assert _digests(run / "export") == before
+
+    with pytest.raises(PipelineError, match="every patch read failed"):
+        run_pipeline(RunConfig.from_yaml(run / "config.yaml"), run)
+    assert _digests(run / "export") == before

@@ -15,7 +15,8 @@ import yaml
 from PIL import Image
 
 from pathgen.export.ingest import ingest
-from pathgen.export.mixing import load_manifest, open_clip_args
+from pathgen.export.mixing import load_manifest
+from pathgen.train.argv import resolve_mixture
 
 
 def _crc(crc_patches: Path, n: int) -> list[Image.Image]:
@@ -99,9 +100,9 @@ def test_arch_then_quilt_with_bad_input_and_duplicates(arch_copy, crc_patches, t
     assert manifest["sets"][0]["shards"] == "arch/shards/{00000..00002}.tar"
     sets = load_manifest(out / "mix.yaml")
     assert sets[1].weight == 2.0 and sets[1].n_samples == 3 and all(Path(s).exists() for s in sets[0].shards)
-    args = open_clip_args(out / "mix.yaml")
-    assert args["train_data_upsampling_factors"] == "1::2" and args["train_num_samples"] == 8
-    assert args["dataset_resampled"] is True
+    data = resolve_mixture(sets)  # what `pathgen train` hands open_clip_train
+    assert data.upsampling_factors == "1::1::1::2"  # arch's 3 shards at weight 1, quilt's one at 2
+    assert data.num_samples == 8 and data.resampled
 
 
 def test_dedup_against_a_pathgen_export(crc_patches, tmp_path):
@@ -122,8 +123,92 @@ def test_dedup_against_a_pathgen_export(crc_patches, tmp_path):
     assert report["done"] == 1 and report["skipped_by_reason"] == {"exact_duplicate": 1}
     dups = pq.read_table(out / "mine" / "duplicates.parquet").to_pylist()
     assert dups[0]["kind"] == "exact" and dups[0]["other"].startswith("run-a:")
-    names = [s.name for s in load_manifest(out / "mix.yaml")]
-    assert names == ["mine", "run-a"]
+    # --against is for duplicate detection only: stage 2 must not train on stage 1's pairs again
+    assert [s.name for s in load_manifest(out / "mix.yaml")] == ["mine"]
+    ingest("table", pd_csv, out, "mine", images=folder, against=[export], mix_against=True)
+    assert [s.name for s in load_manifest(out / "mix.yaml")] == ["mine", "run-a"]
+
+
+def _table(tmp_path: Path, crc_patches: Path, name: str, n: int, start: int = 0) -> Path:
+    """A CSV of ``n`` real patches in ``tmp_path/name_imgs`` with paths relative to that folder."""
+    folder = tmp_path / f"{name}_imgs"
+    folder.mkdir()
+    rows = ["file,text"]
+    for i, img in enumerate(_crc(crc_patches, start + n)[start:]):
+        img.save(folder / f"p{i}.png")
+        rows.append(f"p{i}.png,Patch {i} of {name}.")
+    csv_path = tmp_path / f"{name}.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    return csv_path
+
+
+def test_mix_yaml_is_relative_to_its_folder_and_train_reads_it(crc_patches, tmp_path, monkeypatch):
+    import shutil
+
+    from pathgen.train.argv import resolve_data
+
+    csv_path = _table(tmp_path, crc_patches, "mine", 3)
+    monkeypatch.chdir(tmp_path)
+    ingest("table", csv_path, Path("pairs"), "mine", images=tmp_path / "mine_imgs", per_shard=2)
+    doc = yaml.safe_load((tmp_path / "pairs" / "mix.yaml").read_text())
+    assert doc["sets"][0]["shards"] == "mine/shards/{00000..00001}.tar"  # not pairs/mine/...
+    moved = tmp_path / "elsewhere" / "pairs"
+    shutil.move(tmp_path / "pairs", moved)
+    data = resolve_data(str(moved / "mix.yaml"))  # the reader `pathgen train` uses
+    assert data.num_samples == 3 and data.resampled
+    assert data.train_data.split("::") == [str(moved / "mine" / "shards" / f"0000{i}.tar") for i in (0, 1)]
+
+
+def test_failed_ingest_writes_nothing_and_says_why(crc_patches, tmp_path):
+    from typer.testing import CliRunner
+
+    from pathgen.cli import app
+
+    out = tmp_path / "pairs"
+    good = _table(tmp_path, crc_patches, "good", 2)
+    assert ingest("table", good, out, "table", images=tmp_path / "good_imgs")["done"] == 2
+    manifest = (out / "mix.yaml").read_text()
+    shard = (out / "table" / "shards" / "00000.tar").read_bytes()
+
+    # the same file names, but the CSV lies in another folder and no --images is given
+    bad = tmp_path / "sub" / "bad.csv"
+    bad.parent.mkdir()
+    bad.write_text(good.read_text())
+    result = CliRunner().invoke(app, ["ingest", "table", str(bad), "--out", str(out)])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "error:" in text and "missing_image 2" in text and "nothing was written" in text
+    assert f"resolved against {bad.parent}" in text and "--images" in text
+    assert (out / "mix.yaml").read_text() == manifest, "no entry for an empty set"
+    assert (out / "table" / "shards" / "00000.tar").read_bytes() == shard, "the earlier set is kept"
+
+    fresh = tmp_path / "fresh"
+    result = CliRunner().invoke(app, ["ingest", "table", str(bad), "--out", str(fresh)])
+    assert result.exit_code == 1 and not (fresh / "mix.yaml").exists() and not (fresh / "table").exists()
+
+
+def test_reingest_replaces_and_says_so_when_the_source_differs(crc_patches, tmp_path):
+    from typer.testing import CliRunner
+
+    from pathgen.cli import app
+
+    out = tmp_path / "pairs"
+    first = _table(tmp_path, crc_patches, "first", 2)
+    second = _table(tmp_path, crc_patches, "second", 3, start=2)
+
+    def run(csv_path: Path) -> str:
+        images = csv_path.parent / f"{csv_path.stem}_imgs"
+        result = CliRunner().invoke(
+            app, ["ingest", "table", str(csv_path), "--images", str(images), "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "replaced" not in run(first)
+    assert "replaced" not in run(first), "re-running the same ingest is quiet and idempotent"
+    text = run(second)
+    assert "note: replaced the earlier set 'table'" in text and str(first.resolve()) in text
+    assert [(s.name, s.n_samples) for s in load_manifest(out / "mix.yaml")] == [("table", 3)]
 
 
 def test_wds_and_parquet_never_write_outside(crc_patches, tmp_path):

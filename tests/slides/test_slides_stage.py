@@ -210,3 +210,16 @@ def test_changed_config_reuses_nothing_stale(cmu_small: Path, tmp_path: Path) ->
     assert b["n_tiles"] <= a["n_tiles"]
     c = tile_stage([str(cmu_small)], run, TileConfig(workers=1))  # back to the first config: cached slide
     assert c["skipped"] == 1 and c["n_tiles"] == a["n_tiles"]
+
+
+def test_slide_paths_are_stored_absolute_with_stable_ids(cmu_small, tmp_path, monkeypatch):
+    """Later stages re-open the slides from slides.parquet, maybe from another directory."""
+    from pathgen.slides.manifest import expand_inputs
+
+    link = tmp_path / "data" / "my-slide.svs"
+    link.parent.mkdir()
+    link.symlink_to(cmu_small)
+    monkeypatch.chdir(tmp_path)
+    (rec,) = expand_inputs(["data/my-slide.svs"])
+    assert rec["path"] == str(tmp_path / "data" / "my-slide.svs") and rec["slide_id"] == "my-slide"
+    assert rec["input_error"] is None

@@ -50,7 +50,7 @@ def test_plain_shards_become_one_source(tmp_path):
         resolve_data(str(tmp_path / "gen" / "{00000..00005}.tar"))
 
 
-def test_mixing_manifest_weights_each_source_by_its_share(tmp_path):
+def test_mixing_manifest_weights_are_upsampling_factors_per_shard(tmp_path):
     make_shards(tmp_path / "gen", [3, 3])
     make_shards(tmp_path / "quilt", [10])
     manifest = tmp_path / "mix.yaml"
@@ -61,8 +61,8 @@ def test_mixing_manifest_weights_each_source_by_its_share(tmp_path):
     data = resolve_data(str(manifest))
     assert data.resampled
     assert len(data.train_data.split("::")) == 3
-    # 0.7 spread over 2 shards, 0.3 on one shard: sources keep their shares
-    assert data.upsampling_factors == "0.35::0.35::0.3"
+    # every shard carries its set's weight: a set's share of samples is weight x its size
+    assert data.upsampling_factors == "0.7::0.7::0.3"
     assert data.num_samples == 6 + 1000
     cfg = TrainConfig(
         out=tmp_path / "o",
@@ -72,7 +72,7 @@ def test_mixing_manifest_weights_each_source_by_its_share(tmp_path):
     )
     argv = stage_argv(cfg, cfg.stage1, data, tmp_path / "o" / "logs", None)
     assert "--dataset-resampled" in argv
-    assert argv[argv.index("--train-data-upsampling-factors") + 1] == "0.35::0.35::0.3"
+    assert argv[argv.index("--train-data-upsampling-factors") + 1] == "0.7::0.7::0.3"
     assert argv[argv.index("--model") + 1] == "pathgen-tiny"
     assert "--pretrained" not in argv
 
@@ -114,7 +114,7 @@ def test_dry_run_prints_both_stages_with_stage2_from_stage1(tmp_path):
 def test_no_data_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0
-    assert "no training data" in res.output
+    assert "no training data" in res.output and "(())" not in res.output and "Value error" not in res.output
 
 
 def test_parse_open_clip_train_log(tmp_path):
@@ -132,3 +132,37 @@ def test_parse_open_clip_train_log(tmp_path):
     assert [r["loss"] for r in rows] == [3.6639, 3.2421]
     assert rows[1]["samples"] == 64 and rows[1]["samples_per_s"] == pytest.approx(10.6363)
     assert [r["step"] for r in rows] == [0, 1]
+
+
+def test_train_reads_the_manifest_ingest_writes(tmp_path):
+    from pathgen.export.mixing import dataset_entry, write_manifest
+
+    make_shards(tmp_path / "gen", [2])
+    make_shards(tmp_path / "pairs" / "quilt" / "shards", [3, 1])
+    manifest = write_manifest(tmp_path / "pairs" / "mix.yaml", [dataset_entry(tmp_path / "pairs" / "quilt")])
+    assert "version: 1" in manifest.read_text()
+    args = ["train", "--out", str(tmp_path / "o"), "--train-data", str(tmp_path / "gen"), "--dry-run"]
+    res = CliRunner().invoke(app, [*args, "--stage2-data", str(manifest), "--pretrained", "none"])
+    assert res.exit_code == 0, res.output
+    stage2 = [line for line in res.output.splitlines() if line.startswith("$ ")][1]
+    assert str(tmp_path / "pairs" / "quilt" / "shards" / "00001.tar") in stage2
+    assert "--train-num-samples 4" in stage2
+
+
+def test_every_data_argument_is_checked_before_training(tmp_path):
+    make_shards(tmp_path / "gen", [2])
+    out = tmp_path / "o"
+    base = ["train", "--out", str(out), "--train-data", str(tmp_path / "gen"), "--model", "pathgen-tiny"]
+    base += ["--pretrained", "none", "--device", "cpu"]
+    res = CliRunner().invoke(app, [*base, "--stage2-data", str(tmp_path / "pairs" / "mix.yaml")])
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert "stage2 data" in text and "mixing manifest not found" in text
+    assert not (out / "logs").exists(), "stage 1 must not start when stage 2's data is missing"
+
+    (tmp_path / "bad.yaml").write_text(
+        "version: 1\nsets:\n  - {name: x, shards: 'x/{0..1}.tar', wieght: 2}\n"
+    )
+    res = CliRunner().invoke(app, [*base, "--stage2-data", str(tmp_path / "bad.yaml")])
+    assert res.exit_code == 2 and "unknown key(s) wieght" in res.output
+    assert not (out / "logs").exists()

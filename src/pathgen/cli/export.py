@@ -86,18 +86,17 @@ def export(
         raise fail(
             "give a run directory (pathgen export RUN) or --from-pathgen-json FILE --slides DIR --out DIR"
         )
-    from pathgen.export.stage import export_stage
+    from pathgen.export.stage import ExportError, export_stage
     from pathgen.rundir import RunDir
 
     rundir = RunDir(run)
     try:
         summary = export_stage(rundir, cfg)
+    except ExportError as exc:  # nothing exported: the previous export is untouched
+        raise fail(str(exc), code=1) from exc
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
     print_export_summary(summary, rundir.export)
-    if summary.get("done", 0) == 0 and not summary.get("up_to_date"):
-        console.print("[bold red]no pair was exported[/] (see the skipped reasons above)")
-        raise typer.Exit(1)
 
 
 def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any) -> None:

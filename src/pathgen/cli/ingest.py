@@ -27,7 +27,12 @@ def ingest(
     keep_exact_duplicates: bool = typer.Option(
         False, help="keep pixel-identical copies (reported either way)"
     ),
-    against: list[Path] = typer.Option([], help="other dataset folders (e.g. RUN/export) to dedup against"),
+    against: list[Path] = typer.Option(
+        [], help="other dataset folders (e.g. RUN/export) to dedup against; not added to mix.yaml"
+    ),
+    mix_against: bool = typer.Option(
+        False, help="also list the --against folders in mix.yaml (off: stage 2 is existing pairs only)"
+    ),
     weight: float = typer.Option(1.0, help="upsampling factor of this set in mix.yaml"),
 ) -> None:
     """Normalise Quilt-1M, CSV/parquet, ARCH or webdataset pairs into pathgen shards (with a `source` tag).
@@ -35,6 +40,7 @@ def ingest(
     Example: `pathgen ingest quilt quilt_1M_lookup.csv --images /data/quilt_1m --out pairs
     --against runs/a/export`
     """
+    from pathgen.export.ingest import explain_empty
     from pathgen.export.ingest import ingest as run_ingest
     from pathgen.export.readers import FORMATS
 
@@ -56,6 +62,7 @@ def ingest(
             near_threshold=near_threshold,
             keep_exact_duplicates=keep_exact_duplicates,
             against=against,
+            mix_against=mix_against,
             weight=weight,
         )
     except (ValueError, FileNotFoundError) as exc:
@@ -68,7 +75,13 @@ def ingest(
     ]
     set_dir = out / report["source"]
     console.print(summary_table(f"ingest {fmt} -> {set_dir}", rows, ["item", "value"]))
+    if not report["written"]:
+        raise fail(explain_empty(report, source, images), code=1)
+    if report["replaced"]:
+        old = report["replaced"]
+        console.print(
+            f"[bold yellow]note[/]: replaced the earlier set {report['source']!r} of {set_dir} "
+            f"(was {old['format']} {old['input']}); pass --name to keep both"
+        )
     console.print(f"report: {set_dir / 'report.json'}   duplicates: {set_dir / 'duplicates.parquet'}")
-    console.print(f"mixing manifest: {out / 'mix.yaml'}")
-    if report["done"] == 0:
-        raise typer.Exit(1)
+    console.print(f"mixing manifest: {report['manifest']}")

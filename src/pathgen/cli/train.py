@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from pathgen.cli.app import MODELS, app
 from pathgen.cli.common import console, fail
+
+
+def _validation_message(exc: Any) -> str:
+    """pydantic's first error; its location only when there is one (a whole-model check has none)."""
+    err = exc.errors()[0]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    loc = ".".join(str(part) for part in err.get("loc", ()))
+    return f"{msg} ({loc})" if loc else msg
 
 
 @app.command("train", rich_help_panel=MODELS)
@@ -94,7 +103,7 @@ def train_cmd(
             extra_args=list(extra),
         )
     except ValidationError as exc:
-        raise fail(f"invalid training options: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})") from exc
+        raise fail(f"invalid training options: {_validation_message(exc)}") from exc
     try:
         summary = train(
             cfg, dry_run=dry_run, echo=lambda line: console.print(line, markup=False, soft_wrap=True)

@@ -6,8 +6,9 @@ from; this is the one place that decides what a pathgen dataset folder contains.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ def released_from_index(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
             rec["file_id"] = r["file_id"]
         out.append(rec)
     return out
+
+
+def peek_nonempty(pairs: Iterable[Pair]) -> Iterator[Pair] | None:
+    """``pairs`` unchanged, or None when it yields nothing at all.
+
+    Why: pairs are streamed, so an empty result is only known once the shards would be replaced;
+    pulling the first pair early lets a caller keep the previous dataset instead of writing an
+    empty one over it.
+    """
+    it = iter(pairs)
+    first = next(it, None)
+    return None if first is None else itertools.chain([first], it)
 
 
 def write_dataset(

@@ -6,7 +6,8 @@ sample tagged ``source=name``, plus ``report.json`` (counts by skip reason) and 
 (exact and near duplicates, within this source and against every other dataset folder given in
 ``against`` or found beside it in ``out_root``). Exact duplicates (same decoded pixels) are
 dropped by default; near duplicates (dHash within ``near_threshold`` bits) are reported only.
-Finally ``out_root/mix.yaml`` (see :mod:`pathgen.export.mixing`) is refreshed to list every set.
+Finally ``out_root/mix.yaml`` (see :mod:`pathgen.export.mixing`) is refreshed to list every set
+under ``out_root`` (``against`` folders only when asked: they are usually stage 1's own pairs).
 
 Bad input never stops an ingest and nothing is written outside ``out_root/name``: the sample key
 is made by pathgen, never taken from a path or tar member name.
@@ -15,6 +16,7 @@ is made by pathgen, never taken from a path or tar member name.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -23,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from pathgen.export.dataset import write_dataset
+from pathgen.export.dataset import peek_nonempty, write_dataset
 from pathgen.export.dedup import dhash, near_pairs, pixel_sha256, same_hash_groups
 from pathgen.export.mixing import dataset_name, refresh_manifest
 from pathgen.export.readers import RawPair, read_source
@@ -91,10 +93,18 @@ def ingest(
     near_threshold: int = 4,
     keep_exact_duplicates: bool = False,
     against: Sequence[Path] = (),
+    mix_against: bool = False,
     weight: float = 1.0,
     max_caption_chars: int = MAX_CAPTION_CHARS,
 ) -> dict[str, Any]:
-    """Ingest one source; returns the report (also written to ``out_root/name/report.json``)."""
+    """Ingest one source; returns the report (also written to ``out_root/name/report.json``).
+
+    ``against`` folders are only compared with for duplicates; they join ``mix.yaml`` only with
+    ``mix_against`` (the mix is for stage 2, whose data must not be stage 1's pairs again). A source
+    that yields no pair writes nothing (an earlier set of that name stays) and the report says
+    ``written: False``; ``replaced`` names the earlier input when a set of the same name but another
+    source is replaced.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -154,9 +164,13 @@ def ingest(
             }
             yield Pair(meta=meta, image=image, hashes=(sha, dhash(image)))
 
+    previous = _previous_input(out)
+    stream = peek_nonempty(pairs())
+    if stream is None:
+        return _empty_report(name, fmt, path, skipped, examples, exact)
     summary = write_dataset(
         out,
-        pairs(),
+        stream,
         title=f"pathgen ingest: {name} ({fmt})",
         per_shard=per_shard,
         quality=quality,
@@ -179,10 +193,68 @@ def ingest(
         "near_duplicates": len(near),
         "near_threshold": near_threshold,
         **summary,
+        "input_resolved": _input_of(fmt, path)["input"],
+        "written": True,
+        "replaced": previous if previous and previous != _input_of(fmt, path) else None,
     }
     write_json(out / "report.json", report)
-    refresh_manifest(Path(out_root), weights={name: weight}, external=list(against))
-    return report
+    mixed = list(against) if mix_against else []
+    manifest = refresh_manifest(Path(out_root), weights={name: weight}, external=mixed)
+    return {**report, "manifest": str(manifest) if manifest else None}
+
+
+def _input_of(fmt: str, path: str | Path) -> dict[str, str]:
+    """What a set was made from, comparable across runs and working directories."""
+    resolved = str(Path(path).resolve()) if fmt != "wds" or Path(path).exists() else str(path)
+    return {"format": fmt, "input": resolved}
+
+
+def _previous_input(out: Path) -> dict[str, str] | None:
+    """The input of the set already in ``out`` (from its report.json), if any."""
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        return None
+    old = json.loads(report_path.read_text(encoding="utf-8"))
+    old_input = str(old.get("input_resolved") or old.get("input") or "")
+    return {"format": str(old.get("format", "")), "input": old_input} if old_input else None
+
+
+def _empty_report(
+    name: str, fmt: str, path: str | Path, skipped: Counter, examples: dict[str, str], exact: list
+) -> dict[str, Any]:
+    """The report of an ingest that yielded no pair: nothing was written anywhere."""
+    return {
+        "source": name,
+        "format": fmt,
+        "input": str(path),
+        "done": 0,
+        "skipped": sum(skipped.values()),
+        "failed": 0,
+        "skipped_by_reason": dict(sorted(skipped.items())),
+        "skip_examples": examples,
+        "exact_duplicates": len(exact),
+        "near_duplicates": 0,
+        "written": False,
+        "replaced": None,
+        "manifest": None,
+    }
+
+
+def explain_empty(report: dict[str, Any], source: str | Path, images: Path | None) -> str:
+    """Why an ingest wrote nothing, in words a user can act on."""
+    reasons = report["skipped_by_reason"]
+    if not reasons:
+        return f"{source} holds no image-caption pair; nothing was written"
+    head = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    msg = f"no pair of {source} could be ingested ({head}); nothing was written and mix.yaml is unchanged"
+    relative_paths = report["format"] in ("quilt", "table", "arch")
+    if set(reasons) == {"missing_image"} and images is None and relative_paths:
+        base = Path(source).resolve().parent / ("images" if report["format"] == "arch" else "")
+        msg += (
+            f". Every image was missing: without --images, relative image paths are resolved against "
+            f"{base}; pass --images FOLDER (the folder the paths are relative to)"
+        )
+    return msg
 
 
 def _near_duplicates(

@@ -5,7 +5,8 @@ reads every exported patch once more from its slide through ``pathgen.slides.rea
 ``cfg.image_size``, and writes shards, ``index.parquet``, ``pathgen.json``, the card and the gallery.
 The stage is fingerprinted on the exported records, the slide files and the config: a re-run with
 the same inputs touches nothing and says so. A patch that cannot be read becomes an error row in
-``export/errors.json`` and the export goes on.
+``export/errors.json`` and the export goes on; when no pair at all can be exported the stage raises
+:class:`ExportError` and leaves the previous export as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import ExportConfig, dump_section
-from pathgen.export.dataset import dataset_complete, write_dataset
+from pathgen.export.dataset import dataset_complete, peek_nonempty, write_dataset
 from pathgen.export.reading import SlideJob, read_jobs
 from pathgen.export.records import build_meta, exportable, slide_rows, sort_records
 from pathgen.export.writer import Pair
@@ -26,6 +27,29 @@ from pathgen.rundir import RunDir, file_identity, fingerprint, write_json
 STAGE = "export"
 EXPORT_SCHEMA = 1
 PARALLEL_MIN_PAIRS = 128  # below this, starting threads costs more than it saves
+SHOWN_ERRORS = 3
+
+
+class ExportError(ValueError):
+    """No pair could be exported; the previous ``RUN/export/`` was left untouched.
+
+    A ValueError so that ``pathgen run`` reports it as a failed stage like any other bad input.
+    """
+
+
+def _nothing_exported(errors: list[dict[str, Any]], skipped: Mapping[str, int], out: Path) -> ExportError:
+    """The error of an export that would write 0 pairs, with the first few reasons."""
+    kept = f"{out} was left as it was" if out.exists() else f"nothing was written to {out}"
+    if errors:
+        first = "; ".join(f"{e['tile_id']}: {e['error']}" for e in errors[:SHOWN_ERRORS])
+        more = f" (and {len(errors) - SHOWN_ERRORS} more)" if len(errors) > SHOWN_ERRORS else ""
+        return ExportError(
+            f"every patch read failed ({len(errors)}), so {kept}; first errors: {first}{more}. "
+            "Slide paths come from slides.parquet; if they are relative, re-run `pathgen tile` "
+            "or run from the directory it was run in"
+        )
+    reasons = ", ".join(f"{k} {v}" for k, v in skipped.items()) or "no captioned tile"
+    return ExportError(f"no pair to export ({reasons}), so {kept}")
 
 
 def _digest_fields(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,9 +133,12 @@ def export_stage(run: RunDir, cfg: ExportConfig) -> dict[str, Any]:
 
     with Progress(transient=True) as bar:
         task = bar.add_task("export: reading patches", total=len(kept))
+        pairs = peek_nonempty(_pairs(kept, slides, cfg, errors, progress=lambda n: bar.advance(task, n)))
+        if pairs is None:  # an empty dataset must never replace a good one
+            raise _nothing_exported(errors, skipped, out)
         summary = write_dataset(
             out,
-            _pairs(kept, slides, cfg, errors, progress=lambda n: bar.advance(task, n)),
+            pairs,
             title=f"pathgen dataset: {run.root.name}",
             per_shard=cfg.samples_per_shard,
             quality=cfg.jpeg_quality,

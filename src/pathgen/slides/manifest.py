@@ -20,8 +20,11 @@ RESERVED = frozenset({"path", "slide_id"})
 
 
 def _record(path: str, slide_id: str | None = None, error: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One slide record; ``path`` becomes absolute so that later stages (export reads the patches
+    again) work from any directory. ``os.path.abspath`` rather than ``resolve``: a symlinked slide
+    keeps its own name, so the slide id (the file's stem) is the same as before."""
     rec: dict[str, Any] = {
-        "path": path,
+        "path": os.path.abspath(path),
         "slide_id": slide_id or Path(path).stem or path,
         "input_error": error,
     }

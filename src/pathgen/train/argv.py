@@ -13,7 +13,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathgen.train.config import DataSource, StageConfig, TrainConfig, load_manifest
+from pathgen.export.mixing import MixSet, load_manifest
+from pathgen.train.config import StageConfig, TrainConfig
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass
@@ -63,21 +66,27 @@ def count_samples(urls: list[str]) -> int:
 
 def resolve_data(spec: str) -> ResolvedData:
     """A shard pattern/folder, or a ``.yaml/.yml/.json`` mixing manifest."""
-    if Path(spec).suffix.lower() in (".yaml", ".yml", ".json") and Path(spec).is_file():
+    if Path(spec).suffix.lower() in MANIFEST_SUFFIXES:  # a missing manifest says so, not "no shards"
         return resolve_mixture(load_manifest(spec))
     urls = expand(spec)
     return ResolvedData(train_data="::".join(urls), num_samples=count_samples(urls))
 
 
-def resolve_mixture(sources: list[DataSource]) -> ResolvedData:
+def resolve_mixture(sources: list[MixSet]) -> ResolvedData:
+    """Every set's shards (which must exist), each shard carrying its set's ``weight``.
+
+    open_clip_train picks a shard with probability proportional to its factor and reads all of it,
+    so a set's share of the samples is weight x its size: with every weight 1.0 the sets are drawn
+    in proportion to their sizes (plain concatenation), and 2.0 doubles a set, the meaning the
+    mixing manifest documents."""
     parts, factors, described = [], [], []
     total = 0
     for src in sources:
-        urls = [u for p in src.patterns() for u in expand(p)]
+        urls = [u for p in src.patterns for u in expand(p)]
         n = src.n_samples or count_samples(urls)
         total += n
         parts.extend(urls)
-        factors.extend([f"{src.weight / len(urls):.6g}"] * len(urls))
+        factors.extend([f"{src.weight:.6g}"] * len(urls))
         described.append({"name": src.name, "shards": len(urls), "n_samples": n, "weight": src.weight})
     return ResolvedData(
         train_data="::".join(parts),

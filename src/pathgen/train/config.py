@@ -3,55 +3,16 @@
 Defaults follow the published PathGen-CLIP recipe: open_clip ViT-B-16 started from the OpenAI
 weights, trained first on the generated pairs (stage 1) and then on existing pathology pairs
 (stage 2, starting from stage 1's weights). Every field maps to an open_clip_train argument; the
-mapping lives in :mod:`pathgen.train.argv`.
+mapping lives in :mod:`pathgen.train.argv`; mixing manifests are read by
+:func:`pathgen.export.mixing.load_manifest`, the same module that `pathgen ingest` writes them with.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-
-class DataSource(BaseModel):
-    """One source of a mixture: its shards (brace pattern or list), its share, its size."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    shards: str | list[str]
-    weight: float = Field(1.0, gt=0, description="share of the samples drawn from this source")
-    n_samples: int | None = Field(
-        None, gt=0, description="pairs in the source; read from sizes.json if unset"
-    )
-
-    def patterns(self) -> list[str]:
-        return [self.shards] if isinstance(self.shards, str) else list(self.shards)
-
-
-def load_manifest(path: str | Path) -> list[DataSource]:
-    """A mixing manifest: a YAML/JSON list of sources (or ``{sources: [...]}``); relative shard
-    paths resolve against the manifest's folder."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"mixing manifest not found: {path}")
-    raw = (
-        yaml.safe_load(path.read_text(encoding="utf-8"))
-        if path.suffix != ".json"
-        else json.loads(path.read_text(encoding="utf-8"))
-    )
-    if isinstance(raw, dict):
-        raw = raw.get("sources")
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{path}: a manifest is a non-empty list of {{name, shards, weight, n_samples}}")
-    sources = [DataSource.model_validate(item) for item in raw]
-    for src in sources:
-        fixed = [p if Path(p).is_absolute() else str(path.parent / p) for p in src.patterns()]
-        src.shards = fixed[0] if isinstance(src.shards, str) else fixed
-    return sources
 
 
 class StageConfig(BaseModel):

@@ -8,7 +8,10 @@ both load it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,25 @@ def state_dict_from_checkpoint(path: Path) -> dict[str, Any]:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
+@contextlib.contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    """Hide open_clip's "No pretrained weights loaded ... initialized randomly" warning.
+
+    Why: export builds the bare architecture and loads the trained checkpoint into it right after
+    (strictly), so the warning is false here and made users think stage 2 started from scratch.
+    """
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def export_model(
     model_name: str, checkpoint: Path, out: Path, config_files: list[str] | None = None
 ) -> dict[str, Path]:
@@ -81,7 +103,8 @@ def export_model(
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
         raise ValueError(f"unknown open_clip model {model_name!r}")
-    model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    with _quiet_random_init():
+        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     state = state_dict_from_checkpoint(checkpoint)
     model.load_state_dict(state, strict=True)
     preprocess = dict(open_clip.get_model_preprocess_cfg(model))

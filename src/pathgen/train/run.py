@@ -82,6 +82,20 @@ def check_pretrained(cfg: TrainConfig) -> str | None:
     return value
 
 
+def resolve_all(cfg: TrainConfig) -> dict[str, ResolvedData]:
+    """Every stage's data, resolved (shards exist, manifests readable) before anything trains.
+
+    Why up front: stage 2's data used to be checked only after stage 1 had trained for hours.
+    """
+    resolved = {}
+    for stage in cfg.stages():
+        try:
+            resolved[stage.name] = resolve_data(stage.data or "")
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"{stage.name} data {stage.data}: {exc}") from exc
+    return resolved
+
+
 def train(
     cfg: TrainConfig, dry_run: bool = False, echo: Callable[[str], None] = print, env: dict | None = None
 ) -> dict[str, Any]:
@@ -92,14 +106,17 @@ def train(
     logs = out / "logs"
     stages: list[dict[str, Any]] = []
     pretrained = check_pretrained(cfg)
+    resolved = resolve_all(cfg)
     final_ckpt: Path | None = None
     for stage in cfg.stages():
-        data = resolve_data(stage.data or "")
+        data = resolved[stage.name]
         argv = stage_argv(cfg, stage, data, logs, pretrained)
         cmd = command(cfg, argv)
         stage_dir = logs / stage.name
         fp = _stage_fp(cfg, stage, data, pretrained)
         marker = _marker(cfg, stage)
+        if stages:  # open_clip_train logs "Loading full pretrained weights from" this file
+            echo(f"{stage.name}: starts from {stages[-1]['name']}'s weights ({pretrained})")
         echo("$ " + shlex.join(cmd))
         record = {
             "name": stage.name,
