@@ -60,3 +60,42 @@ def test_prompts_are_versioned_files_with_sections(tmp_path):
     custom = tmp_path / "mine.txt"
     custom.write_text("### system\ns\n### user\nu\n### reask\nr\n")
     assert load_prompt("describe", str(custom)).sections["user"] == "u"
+
+
+def test_refusal_and_loop_checks_match_their_plain_definitions():
+    """The fast forms (split refusal regex, find-based period search) decide exactly as the plain ones."""
+    import random
+    import re
+
+    from pathgen.agents.checks import is_refusal, is_repetitive
+
+    plain_refusal = re.compile(
+        r"^\W*(i'?m sorry|i am sorry|sorry,|i can(?:no|')t|i cannot|i am unable|i'?m unable|i'?m not able|"
+        r"as an ai|i am not able|unfortunately,? i can)|\b(cannot|can't|unable to) (assist|help) with\b",
+        re.IGNORECASE,
+    )
+
+    def plain_period(text: str) -> bool:
+        tail = text[-400:]
+        return len(tail) >= 160 and any(tail[p:] == tail[:-p] for p in range(1, 101))
+
+    rng = random.Random(0)
+    frags = [
+        "I'm sorry",
+        "Sorry,",
+        "I CAN'T",
+        "as an AI",
+        "cannot",
+        "unable to",
+        "assist",
+        "help",
+        "with",
+        " ",
+    ]
+    for _ in range(5000):
+        text = "".join(rng.choice(frags) for _ in range(rng.randint(0, 8)))
+        assert is_refusal(text) == bool(plain_refusal.search(text)), text
+        unit = "".join(rng.choice("ab c") for _ in range(rng.randint(1, 120)))
+        text = "x" * rng.randint(0, 3) + unit * rng.randint(1, 30) + rng.choice(["", "y"])
+        if len(text.split()) < 24:  # only the period half of is_repetitive decides here
+            assert is_repetitive(text) == plain_period(text), text

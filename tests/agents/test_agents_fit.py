@@ -29,3 +29,25 @@ def test_fit_without_sentence_boundary_cuts_words():
     text = "nuclei " * 200
     fitted, cut = fit_caption(text, 20)
     assert cut and count_tokens(fitted) <= 20 and fitted.endswith("nuclei.")
+
+
+def _encode_len(text: str) -> int:
+    from pathgen.agents.fit import clip_tokenizer
+
+    return len(clip_tokenizer().encode(text)) + 2
+
+
+def test_fast_token_count_equals_open_clip_encode(pathgen_captions):
+    """The fast path (no ftfy per call) must count exactly what open_clip's encode counts."""
+    import random
+    import string
+
+    from pathgen.engine.fakeserver import CAPTION, DESCRIPTION, FRENCH, LONG_CAPTION, LOOP
+
+    texts = [r["caption"] for r in json.loads(pathgen_captions.read_text(encoding="utf-8"))][:2000]
+    texts += [CAPTION, DESCRIPTION, FRENCH, LONG_CAPTION, LOOP, "", "  ", "<start_of_text> x <end_of_text>"]
+    texts += ["H&E-stained", "&amp", "&ETH and", "x &lt; y", "a &b; c", "&#65", "P&EACUTE;REZ", "x\ty\r\nz"]
+    rng = random.Random(0)
+    alphabet = string.printable + "&;#éü–’“ﬁ\u00a0"
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    assert [count_tokens(t) for t in texts] == [_encode_len(t) for t in texts]

@@ -110,3 +110,27 @@ def test_load_generator_resolves_specs_and_rejects_unknown():
         load_generator("gpt-nothing")
     with pytest.raises(ValueError, match="http"):
         load_generator("m", base_url="127.0.0.1:8000")
+
+
+def test_request_body_is_the_plain_json_dump_of_the_payload():
+    """encode_body pastes cached data URLs into a placeholder dump: it must be byte-identical."""
+    import json
+
+    gen = OpenAIGenerator("m", ["http://127.0.0.1:9/v1"], image_size=48)
+    image = ImagePart(Image.new("RGB", (64, 64), "pink"))
+    messages = [
+        {"role": "system", "content": 'Quote " backslash \\ and \x00 and é.'},
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "a"}]},
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": f"{gen._mark}0\x00"}],
+        },
+    ]
+    params = GenerationParams(seed=3, extra_body={"top_k": 5})
+    plain = json.dumps(gen.build_payload(messages, params), separators=(",", ":")).encode()
+    assert gen.encode_body(messages, params) == plain
+    assert (
+        gen.encode_body(messages[:2], params)
+        == json.dumps(gen.build_payload(messages[:2], params), separators=(",", ":")).encode()
+    )
+    asyncio.run(gen.aclose())

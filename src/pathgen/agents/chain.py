@@ -115,7 +115,7 @@ class CaptionChain:
         image = self.load_image(task)
         part = image if isinstance(image, ImagePart) else ImagePart(image)
         for size in self._encode_sizes:
-            part.data_url(size)
+            part.data_url_bytes(size)  # the string and the bytes the request body pastes in
         return part
 
     async def run_tile(self, task: TileTask) -> None:

@@ -13,11 +13,12 @@ import re
 
 RELAXABLE = frozenset({"refusal", "repetition", "language", "cut_off", "invalid_json"})
 
-_REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry,|i can(?:no|')t|i cannot|i am unable|i'?m unable|i'?m not able|"
-    r"as an ai|i am not able|unfortunately,? i can)|\b(cannot|can't|unable to) (assist|help) with\b",
+_REFUSAL_OPENING = re.compile(
+    r"\W*(i'?m sorry|i am sorry|sorry,|i can(?:no|')t|i cannot|i am unable|i'?m unable|i'?m not able|"
+    r"as an ai|i am not able|unfortunately,? i can)",
     re.IGNORECASE,
 )
+_REFUSAL_PHRASE = re.compile(r"\b(cannot|can't|unable to) (assist|help) with\b", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _EN_STOP = frozenset(
     {"the", "a", "an", "of", "and", "or", "with", "in", "on", "at", "to", "is", "are", "was", "were", "be"}
@@ -35,7 +36,7 @@ def check_output(text: str, finish_reason: str = "stop", english: bool = True) -
     """The first failed check's reason, or None when the text is usable."""
     if not text or not text.strip():
         return "empty"
-    if _REFUSAL.search(text[:300]):
+    if is_refusal(text[:300]):
         return "refusal"
     if is_repetitive(text):
         return "repetition"
@@ -46,19 +47,45 @@ def check_output(text: str, finish_reason: str = "stop", english: bool = True) -
     return None
 
 
+def is_refusal(head: str) -> bool:
+    """A refusal opening, or "cannot help with" anywhere in ``head``.
+
+    Why split in two: one regex with both alternatives was tried at every position of every
+    answer; the opening is only tried at the start, and the phrase only when "can" or "unable"
+    occurs at all (a substring test in C).
+    """
+    if _REFUSAL_OPENING.match(head):
+        return True
+    low = head.lower()
+    return ("can" in low or "unable" in low) and _REFUSAL_PHRASE.search(head) is not None
+
+
 def is_repetitive(text: str, n: int = 4, min_words: int = 24, max_repeat_share: float = 0.5) -> bool:
     """A loop: the same word n-grams make up most of a long text, or one phrase repeats back to back."""
     words = text.lower().split()
     if len(words) >= min_words:
-        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        grams = list(zip(*(words[i:] for i in range(n)), strict=False))  # consecutive n-grams, in C
         if 1 - len(set(grams)) / len(grams) > max_repeat_share:
             return True
-    # Loops with short periods or without spaces: the tail equals itself shifted by the loop's
-    # period. A few C-speed string compares; no regex backtracking (this runs on every answer).
-    tail = text[-400:]
-    if len(tail) < 160:
+    return _has_short_period(text[-400:], 100)
+
+
+def _has_short_period(tail: str, max_period: int, min_len: int = 160) -> bool:
+    """``tail`` equals itself shifted by some period p <= ``max_period`` (a loop without spaces too).
+
+    Why not compare all shifts: a p-periodic tail has its own head ``tail[:len - max_period]`` at
+    offset p, so one C-speed ``find`` rules out every period of ordinary text at once (this runs on
+    every answer); only the offsets it finds are verified.
+    """
+    if len(tail) < min_len:
         return False
-    return any(tail[p:] == tail[:-p] for p in range(1, 101))
+    head = tail[: len(tail) - max_period]
+    p = tail.find(head, 1, max_period + len(head))
+    while p > 0:
+        if tail[p:] == tail[:-p]:
+            return True
+        p = tail.find(head, p + 1, max_period + len(head))
+    return False
 
 
 def looks_english(text: str) -> bool:
@@ -72,9 +99,8 @@ def looks_english(text: str) -> bool:
             return False
     elif not any(c.isalpha() for c in text):
         return False
-    words = [w.lower() for w in _WORD.findall(text)]
+    # ASCII: lower-casing first yields the same words (C speed instead of one call per word).
+    words = _WORD.findall(text.lower()) if text.isascii() else [w.lower() for w in _WORD.findall(text)]
     if len(words) < 8:
         return True  # too short to judge
-    en = sum(w in _EN_STOP for w in words)
-    other = sum(w in _OTHER_STOP for w in words)
-    return en >= other
+    return sum(map(_EN_STOP.__contains__, words)) >= sum(map(_OTHER_STOP.__contains__, words))

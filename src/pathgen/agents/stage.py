@@ -10,7 +10,6 @@ estimates tokens and cost without calling any model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from pathgen.agents.revise import ReviseAgent
 from pathgen.agents.summarize import SummarizeAgent
 from pathgen.config import CaptionConfig, dump_section
 from pathgen.engine.caller import Caller, Stats
-from pathgen.engine.journal import Journal
+from pathgen.engine.journal import FlushWindow, Journal
 from pathgen.engine.retry import RetryPolicy
 from pathgen.engine.runner import run_pool
 from pathgen.models.generators import GenerationParams, Generator, count_text_tokens, load_generator
@@ -169,14 +168,11 @@ async def _run(
         chain = CaptionChain(slots, journal, caller, stats, loader, cfg.image_size)
         chain.preload(tasks)
         workers = cfg.concurrency + max(4, cfg.concurrency // 8)
-        journal.deferred = True
-        writer = asyncio.create_task(_flush_every(journal, FLUSH_S))
+        window = FlushWindow(journal, FLUSH_S, asyncio.get_running_loop())
         try:
             await run_pool(tasks, chain.run_tile, workers, stats, progress=progress)
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            window.close()
     finally:
         journal.close()  # flushes what is left
         for gen in generators:
@@ -208,7 +204,12 @@ def _dry_run(
     if run.journal.exists():
         with Journal(run.journal) as journal:
             chain.known = journal.get_many(k for t in tasks for k in chain.keys(t.tile_id))
-    placeholder = {"describe": "x" * 4 * TYPICAL_OUT["describe"], "revise": "x" * 4 * TYPICAL_OUT["describe"]}
+    # The earlier agents' answers do not exist yet: the prompts show a marker in their place, and
+    # the token count adds a typical answer's length for each marker.
+    placeholder = {
+        "describe": f"[dry run: the describe agent's answer, ~{TYPICAL_OUT['describe']} tokens]",
+        "revise": f"[dry run: the revise agent's revised text, ~{TYPICAL_OUT['describe']} tokens]",
+    }
     for task in tasks:
         start = chain.pending_from(task)
         if start is None:
@@ -223,6 +224,7 @@ def _dry_run(
             )
             pending[agent.name] += 1
             tok_in += count_text_tokens(text) + (IMAGE_TOKENS if agent.uses_image else 0)
+            tok_in += TYPICAL_OUT["describe"] * sum(text.count(p) for p in placeholder.values())
             tok_out += TYPICAL_OUT[agent.name]
             if agent.name not in samples:
                 samples[agent.name] = "\n\n".join(
@@ -244,13 +246,6 @@ def _dry_run(
         "sample_prompts": samples,
         "chain": [s.describe() for s in slots],
     }
-
-
-async def _flush_every(journal: Journal, period: float) -> None:
-    """The journal's single writer: one transaction for all rows finished in the last period."""
-    while True:
-        await asyncio.sleep(period)
-        journal.flush()
 
 
 async def _close(generators: list[Generator]) -> None:

@@ -1,13 +1,14 @@
 """The SQLite journal: one row per (tile, agent, prompt version, model, upstream), written per call.
 
-Each agent result is committed the moment it is known, or, in the engine, by one writer task
-that commits every row of the last 20 ms in one short transaction (WAL mode, synchronous=NORMAL: a
-commit is in the WAL file when it returns, so ``kill -9`` of the process loses nothing committed,
-only the calls in flight and at most the last 20 ms of answers). The row key is a hash of the
-request's identity (tile, agent, prompt version and text hash, model, sampling parameters, and the
-key of the upstream agent's row), datatrove-style, plus a UNIQUE constraint on the readable columns:
-a re-run finds its work done, a row is never duplicated, and changing one agent's prompt or model
-changes its keys and those of the agents after it, and nothing before it.
+Each agent result is committed the moment it is known, or, in the engine, at most 20 ms later
+together with the other rows of that window in one short transaction (:class:`FlushWindow`; WAL
+mode, synchronous=NORMAL: a commit is in the WAL file when it returns, so ``kill -9`` of the
+process loses nothing committed, only the calls in flight and at most the last 20 ms of answers).
+The row key is a hash of the request's identity (tile, agent, prompt version and text hash,
+model, sampling parameters, and the key of the upstream agent's row), datatrove-style, plus a
+UNIQUE constraint on the readable columns: a re-run finds its work done, a row is never
+duplicated, and changing one agent's prompt or model changes its keys and those of the agents
+after it, and nothing before it.
 
 Statuses: ``ok``, ``truncated`` (caption cut to fit), ``rejected`` (output checks failed after every
 re-ask: final) and ``error`` (transport failure after every retry: retried by the next run).
@@ -15,10 +16,11 @@ re-ask: final) and ``error`` (transport failure after every retry: retried by th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ COLUMNS = (
     "tokens_out",
     "created_at",
 )
+_JSON_COLUMNS = (COLUMNS.index("data"), COLUMNS.index("flags"))
+_CREATED_AT = COLUMNS.index("created_at")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -97,6 +101,7 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self.deferred = False
+        self.on_defer: Callable[[], None] | None = None  # called after each deferred put
         self._pending: list[list[Any]] = []
 
     def close(self) -> None:
@@ -119,6 +124,8 @@ class Journal:
         values = self._values(row)
         if self.deferred:
             self._pending.append(values)
+            if self.on_defer is not None:
+                self.on_defer()
         else:
             self._db.execute(_UPSERT, values)  # autocommit: one short transaction per row
 
@@ -138,14 +145,14 @@ class Journal:
 
     @staticmethod
     def _values(row: dict[str, Any]) -> list[Any]:
-        values = []
-        for col in COLUMNS:
-            value = row.get(col)
-            if col in ("data", "flags") and value is not None and not isinstance(value, str):
-                value = json.dumps(value, ensure_ascii=False)
-            if col == "created_at" and value is None:
-                value = time.time()
-            values.append(value)
+        """The row as SQL parameters in COLUMNS order (this runs once per model call: kept lean)."""
+        values = [row.get(col) for col in COLUMNS]
+        for i in _JSON_COLUMNS:
+            value = values[i]
+            if value is not None and not isinstance(value, str):
+                values[i] = "[]" if value == [] else json.dumps(value, ensure_ascii=False)
+        if values[_CREATED_AT] is None:
+            values[_CREATED_AT] = time.time()
         return values
 
     def set_meta(self, key: str, value: Any) -> None:
@@ -195,3 +202,43 @@ def _decode(values: tuple[Any, ...]) -> dict[str, Any]:
             row[col] = json.loads(row[col])
     row["flags"] = row["flags"] or []
     return row
+
+
+class FlushWindow:
+    """Commits a deferred journal's rows at most ``period`` seconds after each was put, on an event loop.
+
+    Why not a task that flushes every ``period``: it wakes the loop 1/period times a second even
+    when nothing finished, and at moderate call rates those wake-ups cost as much CPU as the calls.
+    Here a put commits at once when the last commit is at least ``period`` old (inside the wake-up
+    that produced the row), else arms one timer for the end of the window; the guarantee is the
+    same (no finished row waits longer than ``period``), with at most 1/period commits a second.
+    """
+
+    def __init__(self, journal: Journal, period: float, loop: asyncio.AbstractEventLoop):
+        self.journal = journal
+        self.period = period
+        self._loop = loop
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        journal.deferred = True
+        journal.on_defer = self._on_put
+
+    def _on_put(self) -> None:
+        now = self._loop.time()
+        if now - self._last >= self.period:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_at(self._last + self.period, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._last = self._loop.time()
+        self.journal.flush()
+
+    def close(self) -> None:
+        """Commit what is pending and detach from the journal (writes are immediate again)."""
+        self.flush()
+        self.journal.on_defer = None
+        self.journal.deferred = False
