@@ -199,7 +199,7 @@ def _load_open_clip(
         else:
             extra = f" and not a pretrained tag of {name} ({', '.join(tags)})" if tags else ""
             raise FileNotFoundError(f"checkpoint not found: {ckpt}{extra}")
-    with torch.random.fork_rng(devices=[]), _quiet_no_weights():
+    with torch.random.fork_rng(devices=[]), quiet_no_weights_warning():
         if seed is not None:
             torch.manual_seed(seed)
         try:
@@ -237,8 +237,12 @@ def _load_open_clip(
 
 
 @contextlib.contextmanager
-def _quiet_no_weights() -> Iterator[None]:
-    """open_clip warns 'no pretrained weights' even when we load the checkpoint right after."""
+def quiet_no_weights_warning() -> Iterator[None]:
+    """Hide open_clip's "No pretrained weights loaded ... initialized randomly" warning.
+
+    Why: we build the bare architecture and load a checkpoint into it right after (strictly), so the
+    warning is false and made users think a model (or stage 2 of training) started from scratch.
+    """
 
     def keep(record: logging.LogRecord) -> bool:
         return "No pretrained weights loaded" not in record.getMessage()

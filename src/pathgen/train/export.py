@@ -8,13 +8,11 @@ both load it.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pathgen.models.encoders import quiet_no_weights_warning
 from pathgen.rundir import atomic_path, atomic_write, write_json
 
 _TRAIN_LINE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/(\d+) \((\d+)%\)\]")
@@ -67,25 +65,6 @@ def state_dict_from_checkpoint(path: Path) -> dict[str, Any]:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-@contextlib.contextmanager
-def _quiet_random_init() -> Iterator[None]:
-    """Hide open_clip's "No pretrained weights loaded ... initialized randomly" warning.
-
-    Why: export builds the bare architecture and loads the trained checkpoint into it right after
-    (strictly), so the warning is false here and made users think stage 2 started from scratch.
-    """
-
-    def keep(record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
-
-
 def export_model(
     model_name: str, checkpoint: Path, out: Path, config_files: list[str] | None = None
 ) -> dict[str, Path]:
@@ -103,7 +82,7 @@ def export_model(
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
         raise ValueError(f"unknown open_clip model {model_name!r}")
-    with _quiet_random_init():
+    with quiet_no_weights_warning():
         model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     state = state_dict_from_checkpoint(checkpoint)
     model.load_state_dict(state, strict=True)
