@@ -65,6 +65,7 @@ def test_demo_writes_the_whole_dataset(demo_run, slides_dir):
             isinstance(p, str) for p in rec["position"]
         )
         assert (rec["wsi_id"], int(rec["position"][0]), int(rec["position"][1])) in tiles
+        assert rec["caption"].strip() and "\ufffd" not in rec["caption"]  # no cut multi-byte characters
     assert len({r["wsi_id"] for r in records}) == 2  # the DICOM sample is reported as an error by tiling
     # The demo's manifest gives the TCGA slide its project and both SVS slides a report, so both
     # prompt sets of the method choose tiles, each recording the prompt that did.

@@ -168,7 +168,9 @@ class HFGenerator:
             finish = "stop" if eos_id in row else "length"
             results.append(
                 GenerationResult(
-                    text=text.strip(),
+                    # A byte-level tokenizer may stop inside a multi-byte character; its U+FFFD
+                    # replacement marks carry nothing and would reach the dataset.
+                    text=text.replace("\ufffd", "").strip(),
                     tokens_in=int(inputs["attention_mask"][i].sum()),
                     tokens_out=n_out,
                     latency=latency,
