@@ -14,7 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pathgen.models.generators import GenerationParams, GenerationResult, ImagePart, PermanentError
+from pathgen.models.generators import (
+    GenerationParams,
+    GenerationResult,
+    ImagePart,
+    PermanentError,
+    replace_images,
+)
 
 Request = tuple[list[dict[str, Any]], GenerationParams, "asyncio.Future[GenerationResult]"]
 
@@ -113,24 +119,13 @@ class HFGenerator:
         import torch
 
         start = time.perf_counter()
-        images: list[Any] = []
-        conversations = []
-        for messages in batch:
-            conv = []
-            for msg in messages:
-                content = msg["content"]
-                if isinstance(content, list):
-                    parts = []
-                    for part in content:
-                        if part.get("type") == "image":
-                            img = part["image"]
-                            images.append(img.image if isinstance(img, ImagePart) else img)
-                            parts.append({"type": "image"})
-                        else:
-                            parts.append(part)
-                    content = parts
-                conv.append({"role": msg["role"], "content": content})
-            conversations.append(conv)
+        images: list[Any] = []  # in prompt order, as the processor pairs them with placeholders
+
+        def placeholder(img: Any) -> dict[str, Any]:
+            images.append(img.image if isinstance(img, ImagePart) else img)
+            return {"type": "image"}
+
+        conversations = [replace_images(messages, placeholder) for messages in batch]
         texts = [
             self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
             for c in conversations

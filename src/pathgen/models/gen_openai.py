@@ -29,6 +29,7 @@ from pathgen.models.generators import (
     ImagePart,
     PermanentError,
     TransientError,
+    replace_images,
     within,
 )
 
@@ -132,19 +133,11 @@ class OpenAIGenerator:
     ) -> list[dict[str, Any]]:
         """Replace :class:`ImagePart` content with ``image_url`` data URLs (JPEG at ``image_size``)."""
         url_of = image_url or (lambda image: image.data_url(self.image_size, self.jpeg_quality))
-        out = []
-        for msg in messages:
-            content = msg["content"]
-            if isinstance(content, list):
-                parts = []
-                for part in content:
-                    if part.get("type") == "image":
-                        parts.append({"type": "image_url", "image_url": {"url": url_of(part["image"])}})
-                    else:
-                        parts.append(part)
-                content = parts
-            out.append({"role": msg["role"], "content": content})
-        return out
+
+        def part(image: ImagePart) -> dict[str, Any]:
+            return {"type": "image_url", "image_url": {"url": url_of(image)}}
+
+        return replace_images(messages, part)
 
     def build_payload(
         self,

@@ -22,7 +22,7 @@ import base64
 import io
 import sys
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -106,6 +106,21 @@ class ImagePart:
         if cached is None:
             cached = self._bytes[key] = self.data_url(size, quality).encode("ascii")
         return cached
+
+
+def replace_images(
+    messages: list[dict[str, Any]], replace: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The chat messages with each ``{"type": "image", "image": ...}`` part swapped for
+    ``replace(image)``: every backend speaks the same messages and differs only in how an image
+    travels (a data URL for HTTP servers, a processor placeholder for local models)."""
+    out = []
+    for msg in messages:
+        content = msg["content"]
+        if isinstance(content, list):
+            content = [replace(part["image"]) if part.get("type") == "image" else part for part in content]
+        out.append({"role": msg["role"], "content": content})
+    return out
 
 
 @runtime_checkable
