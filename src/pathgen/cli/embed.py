@@ -32,6 +32,7 @@ def embed(
 
     from pathgen.config import RunConfig
     from pathgen.embed import embed_stage
+    from pathgen.models.encoders import has_random_weights
     from pathgen.rundir import RunDir
 
     try:
@@ -52,15 +53,10 @@ def embed(
         console.print(summary_table("slides with problems", rows, ["slide", "problem"]))
     keys = ["done", "skipped", "failed", "n_tiles", "bad_tiles", "tiles_per_s", "seconds", "device"]
     console.print(summary_table(f"embed -> {run}/embeddings", [summary], keys))
-    if _random_weights(cfg.encoder):
+    if has_random_weights(cfg.encoder):
         console.print(
             f"[yellow]note:[/] encoder {cfg.encoder!r} has random weights, so these embeddings carry no "
             "pathology: give a checkpoint (open_clip:NAME@CKPT, hf:ID, or a `pathgen train` folder)"
         )
     if summary["failed"]:
         raise typer.Exit(1)
-
-
-def _random_weights(spec: str) -> bool:
-    """The specs that build a model without any trained weights (fine for tests, not for data)."""
-    return spec == "tiny" or (spec.startswith("open_clip:") and "@" not in spec)

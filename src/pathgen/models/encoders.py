@@ -100,6 +100,9 @@ def _normalise(feats: Any) -> np.ndarray:
     return (arr / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
+SELF_RESOLVED = ("local-dir:", "hf-hub:")  # open_clip names whose weights open_clip finds itself
+
+
 def load_encoder(spec: str, device: str | None = None, precision: str | None = None) -> Encoder:
     """Load the encoder a spec names; ``precision`` defaults to fp16 autocast on CUDA, fp32 on CPU."""
     import torch
@@ -165,6 +168,19 @@ def parse_open_clip_spec(spec: str) -> tuple[str, str | None, bool]:
     return name, (ckpt or None), flag in ("1", "true", "yes", "")
 
 
+def has_random_weights(spec: str) -> bool:
+    """Whether a spec builds a model without trained weights (fine for tests, not for data):
+    ``tiny``, or an open_clip architecture with no checkpoint or tag that open_clip does not
+    resolve itself (``local-dir:``, ``hf-hub:``)."""
+    spec = spec.strip()
+    if spec == "tiny":
+        return True
+    if spec.startswith("open_clip:"):
+        name, ckpt, _ = parse_open_clip_spec(spec)
+        return ckpt is None and not name.startswith(SELF_RESOLVED)
+    return False
+
+
 def register_model_configs() -> None:
     """Make ``pathgen-tiny`` (and any config beside it) known to open_clip, once per process."""
     import open_clip
@@ -180,7 +196,7 @@ def _load_open_clip(
     import torch
 
     register_model_configs()
-    self_resolved = name.startswith(("local-dir:", "hf-hub:"))  # open_clip resolves these itself
+    self_resolved = name.startswith(SELF_RESOLVED)
     if not self_resolved and name not in open_clip.list_models():
         close = difflib.get_close_matches(name, open_clip.list_models(), n=6, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
