@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pathgen.selection.choices import ClusterCount, ClusterPick, FindingScore
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -50,7 +52,22 @@ class SelectConfig(_Section):
     top_k_attribute: int = Field(64, ge=0)
     top_k_finding: int = Field(64, ge=0)
     per_slide_cap: int = Field(256, gt=0)
-    clusters: int | None = Field(None, gt=0, description="k of k-means; None = ceil(sqrt(n))")
+    clusters: int | None = Field(None, gt=0, description="k of k-means; None = the `cluster_count` rule")
+    cluster_count: ClusterCount = Field(
+        "sqrt",
+        description="k when `clusters` is unset: 'sqrt' = ceil(sqrt(n)) (paper); 'official' = the released "
+        "script's ceil(sqrt(1.6 * ceil(n / 128)))",
+    )
+    cluster_pick: ClusterPick = Field(
+        "random",
+        description="order within a k-means cluster: 'random' (seeded; official script) or 'nearest' "
+        "(closest to the centroid first)",
+    )
+    finding_score: FindingScore = Field(
+        "sum",
+        description="a tile's report score: 'sum' of its cosines over all findings (official script) or "
+        "the 'max' over them",
+    )
     dedup_threshold: float = Field(
         0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates"
     )

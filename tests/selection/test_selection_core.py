@@ -97,7 +97,9 @@ def test_cluster_quota_spreads_over_clusters():
     idx2, _ = cluster_fill(x, labels, centroids, budget=12, taken=taken)
     assert not np.isin(idx2, np.arange(5)).any()
     assert np.bincount(truth[idx2], minlength=4)[0] <= 1
-    assert (np.diff(score[truth[idx] == 0]) <= 1e-6).all()  # most typical first within a cluster
+    near, score = cluster_fill(x, labels, centroids, budget=19, pick="nearest")
+    assert sorted(np.bincount(truth[near], minlength=4).tolist()) == got  # same quota either way
+    assert (np.diff(score[truth[near] == 0]) <= 1e-6).all()  # nearest: most typical first in a cluster
 
 
 def _planted_duplicates(n: int, d: int, n_dup: int, seed: int = 0):

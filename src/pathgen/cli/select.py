@@ -8,6 +8,7 @@ import typer
 
 from pathgen.cli.app import PIPELINE, app
 from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.selection.choices import ClusterCount, ClusterPick, FindingScore
 
 _SHOW_SLIDES = 20
 
@@ -17,13 +18,22 @@ def select(
     run: Path = typer.Argument(..., help="run directory (after `pathgen embed`)"),
     top_k: int | None = typer.Option(None, help="tiles kept per slide by each prompt set \\[default: 64]"),
     cap: int | None = typer.Option(None, help="at most this many tiles per slide \\[default: 256]"),
-    clusters: int | None = typer.Option(None, help="k of k-means \\[default: ceil(sqrt(tiles))]"),
+    clusters: int | None = typer.Option(None, help="k of k-means \\[default: from --cluster-count]"),
+    cluster_count: ClusterCount | None = typer.Option(
+        None, help="k rule: sqrt (ceil of √tiles, paper) or official (released script) \\[default: sqrt]"
+    ),
+    cluster_pick: ClusterPick | None = typer.Option(
+        None, help="order within a cluster: seeded random, or nearest the centroid first \\[default: random]"
+    ),
+    finding_score: FindingScore | None = typer.Option(
+        None, help="report score of a tile: sum or max of its cosines over the findings \\[default: sum]"
+    ),
     dedup: float | None = typer.Option(
         None, help="cosine at or above which tiles are duplicates \\[default: 0.88]"
     ),
     prompts: Path | None = typer.Option(None, help="YAML/JSON file adding attribute prompts per project"),
     replace_prompts: bool = typer.Option(False, help="the --prompts file replaces its projects' prompts"),
-    seed: int | None = typer.Option(None, help="k-means seed \\[default: 0]"),
+    seed: int | None = typer.Option(None, help="seed of k-means and of random cluster picks \\[default: 0]"),
     config: Path | None = typer.Option(None, help="YAML run config; its `select:` section is used"),
 ) -> None:
     """Keep the tiles that match the project's morphology prompts and the report, then spread by k-means."""
@@ -37,6 +47,7 @@ def select(
         base = RunConfig.from_yaml(config) if config else RunConfig()
         cfg = with_options(
             base.select, top_k_attribute=top_k, top_k_finding=top_k, per_slide_cap=cap, clusters=clusters,
+            cluster_count=cluster_count, cluster_pick=cluster_pick, finding_score=finding_score,
             dedup_threshold=dedup, prompts=prompts, replace_prompts=replace_prompts or None, seed=seed,
         )  # fmt: skip
         summary = select_stage(RunDir(run), cfg)

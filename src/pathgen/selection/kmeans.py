@@ -8,8 +8,29 @@ seeding are fast, deterministic for a seed, and have no thread-count-dependent b
 from __future__ import annotations
 
 import heapq
+import math
 
 import numpy as np
+
+# the released PathGen-1.6M script's k: its DataLoader's batch count (batches of 128 tiles) times 1.6
+OFFICIAL_BATCH = 128
+OFFICIAL_RATIO = 1.6
+
+
+def cluster_count(n: int, rule: str = "sqrt") -> int:
+    """k of k-means for ``n`` candidate tiles (at least 1; k-means caps it at ``n``).
+
+    ``sqrt``: ceil(sqrt(n)), the published rule. ``official``: ceil(sqrt(1.6 * ceil(n / 128))), what
+    the released script computes (the square root of its DataLoader's batch count, not of the tile
+    count: k ≈ sqrt(n / 80), 12 clusters for 10,000 tiles where ``sqrt`` gives 100).
+    """
+    if n <= 0:
+        return 1
+    if rule == "sqrt":
+        return math.ceil(math.sqrt(n))
+    if rule == "official":
+        return math.ceil(math.sqrt(OFFICIAL_RATIO * math.ceil(n / OFFICIAL_BATCH)))
+    raise ValueError(f"unknown cluster count rule {rule!r}: use 'sqrt' or 'official'")
 
 
 def kmeans(
@@ -91,14 +112,22 @@ def cluster_fill(
     centroids: np.ndarray,
     budget: int,
     taken: np.ndarray | None = None,
+    *,
+    pick: str = "random",
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick up to ``budget`` untaken rows, always from the cluster holding the fewest picks so far.
 
     Tiles already taken (by prompt retrieval) count toward their cluster, so prompts and clusters
-    share one quota; within a cluster the most typical tile (highest cosine to the centroid) goes
-    first. Ties go to the larger cluster, then the lower cluster id: deterministic.
-    Returns (indices in pick order, their cosine to their centroid).
+    share one quota. Within a cluster, ``pick="random"`` draws tiles in a seeded random order (as
+    the released PathGen-1.6M script does: the cluster's spread, not only its centre), and
+    ``pick="nearest"`` takes the most typical tile (highest cosine to the centroid) first, which
+    favours the least varied tiles. Ties go to the larger cluster, then the lower cluster id, so
+    the result is deterministic for a seed. Returns (indices in pick order, their cosine to their
+    centroid).
     """
+    if pick not in ("random", "nearest"):
+        raise ValueError(f"unknown cluster pick {pick!r}: use 'random' or 'nearest'")
     n = len(x)
     taken = np.zeros(n, bool) if taken is None else taken.astype(bool)
     if budget <= 0 or n == 0:
@@ -109,11 +138,15 @@ def cluster_fill(
     k = len(centroids)
     sizes = np.bincount(labels, minlength=k)
     have = np.bincount(labels[taken], minlength=k)
+    rng = np.random.default_rng(seed)
     queues: list[list[int]] = []
     for c in range(k):
         members = np.flatnonzero((labels == c) & ~taken)
-        order = members[np.lexsort((members, -typical[members]))]
-        queues.append(order.tolist()[::-1])  # pop() from the end = most typical first
+        if pick == "random":
+            order = rng.permutation(members)
+        else:
+            order = members[np.lexsort((members, -typical[members]))]
+        queues.append(order.tolist()[::-1])  # pop() from the end = first in pick order
     heap = [(int(have[c]), -int(sizes[c]), c) for c in range(k) if queues[c]]
     heapq.heapify(heap)
     picks: list[int] = []

@@ -9,14 +9,13 @@ functions here work on arrays only (no files), so they can be tested on hand-mad
 from __future__ import annotations
 
 import contextlib
-import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pathgen.selection.kmeans import cluster_fill, kmeans
+from pathgen.selection.kmeans import cluster_count, cluster_fill, kmeans
 
 REASONS = ("attribute", "finding", "cluster")
 
@@ -35,12 +34,25 @@ class Picks:
         return len(self.rows)
 
 
-def prompt_scores(emb: np.ndarray, text_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max cosine of each tile over the prompts, and which prompt gave it: ((n,), (n,))."""
+def prompt_scores(
+    emb: np.ndarray, text_emb: np.ndarray, combine: str = "max"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each tile's score against a prompt set, and its closest prompt: ((n,), (n,)).
+
+    ``combine="max"``: the best cosine over the prompts (a tile matching one prompt well ranks
+    high). ``combine="sum"``: the cosines summed over all prompts, as the released PathGen-1.6M
+    script scores report findings (a tile matching the report as a whole ranks high); the value
+    returned is that sum divided by the number of prompts (same ranking), so it stays on the
+    cosine scale and is comparable across slides with different numbers of findings.
+    """
+    if combine not in ("max", "sum"):
+        raise ValueError(f"unknown prompt score {combine!r}: use 'sum' or 'max'")
     if not len(text_emb) or not len(emb):
         return np.full(len(emb), -np.inf, np.float32), np.full(len(emb), -1, np.int64)
     sims = emb @ text_emb.T
     best = sims.argmax(axis=1)
+    if combine == "sum":
+        return sims.mean(axis=1).astype(np.float32), best
     return sims[np.arange(len(emb)), best].astype(np.float32), best
 
 
@@ -68,14 +80,20 @@ def select_slide(
     top_k_finding: int = 64,
     cap: int = 256,
     clusters: int | None = None,
+    cluster_count_rule: str = "sqrt",
+    cluster_pick: str = "random",
+    finding_score: str = "sum",
     seed: int = 0,
     usable: np.ndarray | None = None,
 ) -> Picks:
     """Select up to ``cap`` rows of one slide's unit-norm embeddings ``emb`` (n, d).
 
     ``attribute``/``finding``: (prompt texts, their unit-norm embeddings), or None when the slide
-    has no project/report. ``usable`` masks rows that may be picked (unreadable tiles are zero
-    rows and are excluded). k-means uses k = ``clusters`` or ceil(sqrt(n)).
+    has no project/report. Attribute prompts score a tile by their max cosine; findings by
+    ``finding_score`` (see :func:`prompt_scores`). ``usable`` masks rows that may be picked
+    (unreadable tiles are zero rows and are excluded). k-means uses k = ``clusters`` or the
+    ``cluster_count_rule`` (:func:`~pathgen.selection.kmeans.cluster_count`); ``cluster_pick``
+    orders tiles within a cluster (:func:`~pathgen.selection.kmeans.cluster_fill`).
     """
     emb = np.asarray(emb, np.float32)
     n = len(emb)
@@ -85,11 +103,15 @@ def select_slide(
     scores: list[float] = []
     prompts: list[str | None] = []
     taken = np.zeros(n, bool)
-    for reason, source, k in (("attribute", attribute, top_k_attribute), ("finding", finding, top_k_finding)):
+    sets = (
+        ("attribute", attribute, top_k_attribute, "max"),
+        ("finding", finding, top_k_finding, finding_score),
+    )
+    for reason, source, k, combine in sets:
         if source is None or not len(source[0]):
             continue
         texts, text_emb = source
-        sc, best = prompt_scores(emb, np.asarray(text_emb, np.float32))
+        sc, best = prompt_scores(emb, np.asarray(text_emb, np.float32), combine)
         room = max(0, cap - len(rows))
         for r in top_k(sc, min(k, room), usable & ~taken).tolist():
             rows.append(r)
@@ -102,10 +124,12 @@ def select_slide(
     picks_cluster = np.zeros(0, np.int64)
     typical = np.zeros(0, np.float32)
     if len(cand):
-        k = clusters or math.ceil(math.sqrt(len(cand)))
+        k = clusters or cluster_count(len(cand), cluster_count_rule)
         lab, centroids = kmeans(emb[cand], k, seed=seed)
         labels[cand] = lab
-        local_idx, typical = cluster_fill(emb[cand], lab, centroids, cap - len(rows), taken[cand])
+        local_idx, typical = cluster_fill(
+            emb[cand], lab, centroids, cap - len(rows), taken[cand], pick=cluster_pick, seed=seed + 1
+        )
         picks_cluster = cand[local_idx]
     rows.extend(picks_cluster.tolist())
     reasons.extend(["cluster"] * len(picks_cluster))

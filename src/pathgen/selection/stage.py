@@ -24,7 +24,7 @@ from pathgen.selection.library import load_library, normalise_project
 from pathgen.selection.select import REASONS, priority_order, select_slide, single_threaded_blas, slide_seed
 
 STAGE = "select"
-VERSION = 1
+VERSION = 2  # 2: random picks within clusters and summed finding scores by default
 
 
 def _slides(run: RunDir) -> list[dict[str, Any]]:
@@ -131,6 +131,9 @@ def _select_one(
         top_k_finding=cfg.top_k_finding,
         cap=cfg.per_slide_cap,
         clusters=cfg.clusters,
+        cluster_count_rule=cfg.cluster_count,
+        cluster_pick=cfg.cluster_pick,
+        finding_score=cfg.finding_score,
         seed=slide_seed(cfg.seed, sid),
         usable=norms > 0.5,  # unreadable tiles were stored as zero rows
     )
