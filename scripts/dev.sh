@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up pathgen on a fresh machine, then run one thing:
-#   scripts/dev.sh demo [ARGS]   install, then `pathgen demo` on the sample slides (offline, tiny models)
+#   scripts/dev.sh demo [ARGS]   install, then `pathgen demo` on the packaged sample slide (offline, tiny models)
 #   scripts/dev.sh test [ARGS]   install, then the test suite (pytest)
 #   scripts/dev.sh shell         install, then print how to activate the environment
 # The virtual environment lives in $PATHGEN_VENV (default .venv). It is (re)filled only when

@@ -1,19 +1,43 @@
-"""Shared fixtures: where the real data lives, and skips that say why when it is absent."""
+"""Shared fixtures: where the real data lives, and skips that say why when it is absent.
+
+Outside CI a missing shared data folder skips the tests that read it. Under CI (``CI=true``) it
+fails the run instead, naming the folders searched: a CI run that skipped every real-data test
+would otherwise still be green.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from pathgen.sample_data import candidates, shared_data
+from pathgen.sample_data import candidates
+from pathgen.sample_data import shared_data as find_shared_data  # the fixture below takes the name
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = shared_data() or candidates()[0]
+SHARED_DATA = find_shared_data() or candidates()[0]
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``, as GitHub Actions, GitLab and most runners set it; also 1/yes)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if in_ci() and find_shared_data() is None:
+        looked = ", ".join(str(p) for p in candidates())
+        raise pytest.UsageError(
+            f"CI={os.environ['CI']} but the shared data folder is missing (looked for: {looked}). "
+            "CI must run the real-data tests rather than skip them: put the data at ../shared/data "
+            "beside the clone or set PATHGEN_SHARED_DATA."
+        )
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
+        if in_ci():
+            pytest.fail(f"real data not found at {path} (CI must have it; set PATHGEN_SHARED_DATA)")
         pytest.skip(f"real data not found at {path} (set PATHGEN_SHARED_DATA)")
     return path
 

@@ -1,13 +1,18 @@
-"""The main job end to end: `pathgen demo` on the real sample slides, then resume, re-export, render."""
+"""The main job end to end: `pathgen demo` on the real sample slides, then resume, re-export, render;
+and `pathgen demo` from a built wheel on a machine with no shared data folder."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -126,9 +131,11 @@ def test_demo_gallery_in_chromium(demo_run, tmp_path):
 
 
 def test_example_configs_validate():
-    for name in ("demo.yaml", "vllm.yaml"):
-        cfg = RunConfig.from_yaml(ROOT / "examples" / name)
-        assert cfg.slides and cfg.slides[0].endswith("manifest.csv") and cfg.out is not None
+    demo = RunConfig.from_yaml(ROOT / "examples" / "demo.yaml")
+    assert demo.slides == ["pathgen:sample"] and demo.out is not None  # no data folder needed
+    cfg = RunConfig.from_yaml(ROOT / "examples" / "vllm.yaml")
+    assert cfg.slides and cfg.slides[0].endswith("manifest.csv") and cfg.out is not None
+    assert "shared" not in (ROOT / "examples" / "manifest.csv").read_text()
     vllm = yaml.safe_load((ROOT / "examples" / "vllm.yaml").read_text())
     assert vllm["caption"]["base_url"].startswith("http://") and vllm["embed"]["encoder"] != "tiny"
     header = (ROOT / "examples" / "manifest.csv").read_text().splitlines()[0]
@@ -188,3 +195,75 @@ def test_export_that_would_be_empty_keeps_the_previous_one(demo_run, tmp_path, m
     with pytest.raises(PipelineError, match="every patch read failed"):
         run_pipeline(RunConfig.from_yaml(run / "config.yaml"), run)
     assert _digests(run / "export") == before
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory) -> Path:
+    """pathgen as `pip install pathgen-vl` lays it out: the built wheel unpacked into a folder of
+    its own, far from the checkout (built from a copy of the sources, so the checkout gets no build/)."""
+    pytest.importorskip("setuptools", reason="building the wheel needs setuptools (the dev extra)")
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src-copy"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp.glob("pathgen_vl-*.whl")
+    site = tmp / "site-packages"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    return site
+
+
+def test_wheel_ships_the_sample(installed_wheel):
+    shipped = ROOT / "src" / "pathgen" / "sample"
+    want = {p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file()}
+    sample = installed_wheel / "pathgen" / "sample"
+    got = {p.relative_to(sample).as_posix() for p in sample.rglob("*") if p.is_file()}
+    assert got == want and {"NOTICE.md", "manifest.csv", "slides/CMU-1-Small-Region.svs"} <= got
+
+
+@pytest.mark.slow
+def test_demo_runs_with_no_shared_data_folder(installed_wheel, tmp_path):
+    """`pip install pathgen-vl && pathgen demo` anywhere: the installed package alone, run from a
+    folder of its own, with the shared data folder pointed at nothing; the slides it tiled are the
+    package's own."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(installed_wheel), PATHGEN_SHARED_DATA=str(tmp_path / "no-shared-data"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pathgen.cli", "demo", "--out", "run"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = work / "run"
+    sample = (installed_wheel / "pathgen" / "sample").resolve()
+    slides = pq.read_table(run / "slides.parquet").to_pylist()
+    assert [r["slide_id"] for r in slides] == ["CMU-1-Small-Region"] and slides[0]["status"] == "ok"
+    assert all(Path(r["path"]).resolve().is_relative_to(sample) for r in slides), slides
+    assert not (tmp_path / "no-shared-data").exists()
+    records = json.loads((run / "export" / "pathgen.json").read_text())
+    assert len(records) >= 1 and {r["wsi_id"] for r in records} == {"CMU-1-Small-Region"}
+    assert RunConfig.from_yaml(run / "config.yaml").slides == ["pathgen:sample"]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pathgen.sample_data import is_sample_spec
 from pathgen.selection.choices import ClusterCount, ClusterPick, FindingScore
 
 
@@ -133,7 +134,9 @@ class ExportConfig(_Section):
 class RunConfig(_Section):
     """A whole run: inputs, run directory and every stage."""
 
-    slides: list[str] = Field(default_factory=list, description="slide files, folders or a manifest")
+    slides: list[str] = Field(
+        default_factory=list, description="slide files, folders, a manifest, or pathgen:sample"
+    )
     out: Path | None = None
     tile: TileConfig = Field(default_factory=TileConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
@@ -148,7 +151,9 @@ class RunConfig(_Section):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        """Read a config; relative paths in it are resolved against the config file's folder."""
+        """Read a config; relative paths in it are resolved against the config file's folder.
+
+        The slide input ``pathgen:sample`` (the sample shipped in the package) is kept as written."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -166,7 +171,7 @@ class RunConfig(_Section):
         if isinstance(slides, str):
             slides = [slides]
         if isinstance(slides, list):
-            data["slides"] = [str(_resolve(base, s)) for s in slides]
+            data["slides"] = [s if is_sample_spec(s) else str(_resolve(base, s)) for s in slides]
         if data.get("out"):
             data["out"] = str(_resolve(base, data["out"]))
         return cls.model_validate(data)

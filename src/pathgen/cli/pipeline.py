@@ -1,4 +1,4 @@
-"""`pathgen run CONFIG.yaml` (the whole chain) and `pathgen demo` (the chain on the sample slides)."""
+"""`pathgen run CONFIG.yaml` (the whole chain) and `pathgen demo` (the chain on the packaged sample)."""
 
 from __future__ import annotations
 
@@ -77,20 +77,29 @@ def run(
 
 
 def find_sample_slides(explicit: Path | None = None) -> Path:
-    """The sample slides: --slides, or the ``slides`` folder of the sample data."""
-    from pathgen.sample_data import candidates, shared_path
-
-    found = explicit if explicit else shared_path("slides")
-    if found is not None and found.is_dir():
-        return found
-    tried = str(explicit) if explicit else ", ".join(str(p / "slides") for p in candidates())
+    """The slide folder given with ``--slides`` (the demo's default needs none: see :func:`demo_slides`)."""
+    if explicit is not None and explicit.is_dir():
+        return explicit
     raise FileNotFoundError(
-        f"sample slides not found (tried {tried}); pass --slides DIR or set PATHGEN_SHARED_DATA"
+        f"slide folder not found: {explicit}; leave out --slides to run on the sample shipped with pathgen"
     )
 
 
-# What the demo knows of the bundled slides, so that selection by the project's attribute prompts
-# and by report findings runs too. The reports are illustrative, not the slides' real reports.
+def demo_slides(explicit: Path | None, out: Path) -> tuple[str, str]:
+    """The demo's slide input and how to name it: ``--slides DIR`` (a manifest written for it), or
+    the sample shipped inside the package (``pathgen:sample``), which needs no data folder at all."""
+    if explicit is None:
+        from pathgen.sample_data import SAMPLE_SPEC, sample_manifest
+
+        return SAMPLE_SPEC, f"{SAMPLE_SPEC} (shipped with pathgen: {sample_manifest().parent})"
+    slide_dir = find_sample_slides(explicit)
+    out.mkdir(parents=True, exist_ok=True)
+    return str(write_demo_manifest(slide_dir, out)), str(slide_dir)
+
+
+# What the demo knows of the shared data folder's slides (`--slides ../shared/data/slides`), so that
+# selection by the project's attribute prompts and by report findings runs too. The reports are
+# illustrative, not the slides' real reports.
 SAMPLE_SLIDE_FACTS = {
     "tcga-cr-7395-01a-01-ts1": (
         "TCGA-HNSC",
@@ -122,10 +131,12 @@ def write_demo_manifest(slide_dir: Path, out: Path) -> Path:
     return atomic_write(target, buf.getvalue())
 
 
-def demo_config(slides: Path, out: Path, per_slide: int, base_url: str | None, model: str | None) -> Any:
+def demo_config(
+    slides: str | Path, out: Path, per_slide: int, base_url: str | None, model: str | None
+) -> Any:
     """The demo's RunConfig: published tiling, tiny encoder, a few patches per slide, tiny or real VLM.
 
-    ``slides`` is a slide folder or a manifest (the demo passes the manifest it wrote)."""
+    ``slides`` is ``pathgen:sample``, a slide folder or a manifest (``--slides`` gets one written)."""
     from pathgen.config import RunConfig
 
     caption: dict[str, Any] = {"model": model or "tiny"}
@@ -154,7 +165,7 @@ def demo_config(slides: Path, out: Path, per_slide: int, base_url: str | None, m
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run directory"),
     slides: Path | None = typer.Option(
-        None, help="slide folder \\[default: slides/ of $PATHGEN_SHARED_DATA or ../shared/data]"
+        None, help="slide folder \\[default: the sample slide shipped with pathgen, `pathgen:sample`]"
     ),
     per_slide: int = typer.Option(4, help="patches captioned per slide (the method keeps up to 256)"),
     base_url: str | None = typer.Option(
@@ -162,20 +173,21 @@ def demo(
     ),
     model: str | None = typer.Option(None, help="model name served at --base-url \\[default: tiny]"),
 ) -> None:
-    """The whole chain on the bundled sample slides, offline, in about a minute on a laptop CPU."""
+    """The whole chain on the sample slide shipped with pathgen, offline, in under a minute on a laptop CPU.
+
+    Example: `pathgen demo --out runs/demo`; `--slides DIR` runs it on a folder of your slides."""
     if base_url and not model:
         raise fail("--base-url needs --model (the name the server serves)")
     try:
-        slide_dir = find_sample_slides(slides)
+        slide_input, shown = demo_slides(slides, out)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(write_demo_manifest(slide_dir, out), out, per_slide, base_url, model)
+    cfg = demo_config(slide_input, out, per_slide, base_url, model)
     tiny = not base_url
     if tiny:
         console.print(TINY_WARNING)
     console.print(
-        f"demo: slides {slide_dir} -> {out}; at most {per_slide} patch(es) per slide are captioned "
+        f"demo: slides {shown} -> {out}; at most {per_slide} patch(es) per slide are captioned "
         "(the published method keeps up to 256: use `pathgen run` with your own config for that)"
     )
     summaries = _run(cfg, out, "export", None)

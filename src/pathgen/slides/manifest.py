@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pathgen.sample_data import resolve_input
 from pathgen.slides.readers import SLIDE_EXTENSIONS
 
 MANIFEST_EXTENSIONS = frozenset({".csv", ".parquet", ".pq"})
@@ -81,7 +82,7 @@ def expand_inputs(inputs: list[str]) -> list[dict[str, Any]]:
     """
     records: list[dict[str, Any]] = []
     for item in inputs:
-        p = Path(item).expanduser()
+        p = Path(resolve_input(item)).expanduser()  # `pathgen:sample`: the packaged manifest
         if p.is_dir() and p.suffix.lower() != ".mrxs":
             slides = _scan_dir(p)
             if not slides:
