@@ -3,9 +3,10 @@
 It is the real transformers code path (``LlavaForConditionalGeneration``, ``LlavaProcessor``, a
 chat template on the processor, batched ``generate``) at a size that builds in about a second on
 a CPU, so the whole captioning chain can run without any download. Its weights are random: it
-emits plausible-looking pathology sub-words (its BPE vocabulary is trained on real PathGen
-captions) in a random order. Generators built from it are flagged ``offline_demo`` so output
-checks that would reject gibberish are relaxed and the rows are flagged instead.
+emits plausible-looking pathology sub-words (its BPE vocabulary is trained on the morphology
+prompts shipped with pathgen, so every install gets the same one) in a random order. Generators
+built from it are flagged ``offline_demo`` so output checks that would reject gibberish are
+relaxed and the rows are flagged instead.
 """
 
 from __future__ import annotations
@@ -41,15 +42,28 @@ _LOCK = threading.Lock()
 
 
 def _default_corpus() -> Path | None:
-    """The shared PathGen caption sample, when present (it trains the tiny BPE vocabulary)."""
-    from pathgen.sample_data import shared_path
+    """No file: the tiny vocabulary is trained on text shipped inside the package (see below).
 
-    return shared_path("captions", "pathgen-1.6m-sample.json")
+    It used to train on the shared PathGen caption sample when one was near the checkout, so the
+    demo's captions differed between a developer checkout and a pip install; the package's own
+    morphology prompts give every install the same vocabulary.
+    """
+    return None
+
+
+def _packaged_texts() -> list[str]:
+    """The attribute prompts shipped with pathgen (its own text), with a fixed fallback sentence."""
+    from pathgen.selection.library import bundled_library
+
+    texts = [_FALLBACK_TEXT]
+    for project in bundled_library().projects.values():
+        texts.append(", ".join(project.prompts) + ".")
+    return texts
 
 
 def _corpus_texts(corpus: Path | None, limit: int = 2000) -> list[str]:
     if corpus is None:
-        return [_FALLBACK_TEXT] * 8
+        return _packaged_texts()
     records = json.loads(Path(corpus).read_text(encoding="utf-8"))
     return [r["caption"] for r in records[:limit] if isinstance(r, dict) and r.get("caption")]
 
