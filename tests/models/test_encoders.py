@@ -189,3 +189,32 @@ def test_hf_uncached_hub_id_is_a_clear_error(monkeypatch):
 def test_directory_without_a_model_config(tmp_path):
     with pytest.raises(ValueError, match=r"neither config\.json"):
         load_encoder(str(tmp_path), device="cpu")
+
+
+def _activations(model: torch.nn.Module) -> set[str]:
+    return {type(m).__name__ for m in model.modules() if type(m).__name__ in ("GELU", "QuickGELU")}
+
+
+def test_pretrained_tags_trained_with_quick_gelu_get_it(tmp_path, monkeypatch):
+    import open_clip
+    from open_clip import pretrained as registry
+
+    from pathgen.models.encoders import tag_needs_quick_gelu
+
+    # open_clip's own per-tag records: OpenAI weights use QuickGELU, LAION's ViT-B-16 does not
+    assert tag_needs_quick_gelu("ViT-B-16", "openai") and tag_needs_quick_gelu("ViT-L-14-336", "openai")
+    assert not tag_needs_quick_gelu("ViT-B-16", "laion2b_s34b_b88k")
+    assert not tag_needs_quick_gelu("ViT-B-16", None)
+    # a tag with QuickGELU weights (a local file, as open_clip's registry allows) loads with QuickGELU
+    # through the real path eval and embed use; open_clip alone would build GELU and only warn
+    from pathgen.models.encoders import register_model_configs
+
+    register_model_configs()
+    donor = open_clip.create_model("pathgen-tiny", force_quick_gelu=True)
+    torch.save(donor.state_dict(), tmp_path / "w.pt")
+    monkeypatch.setitem(
+        registry._PRETRAINED, "pathgen-tiny", {"qg": {"file": str(tmp_path / "w.pt"), "quick_gelu": True}}
+    )
+    enc = load_encoder("open_clip:pathgen-tiny@qg", device="cpu")
+    assert _activations(enc.model) == {"QuickGELU"}
+    assert _activations(load_encoder("tiny", device="cpu").model) == {"GELU"}

@@ -166,3 +166,59 @@ def test_every_data_argument_is_checked_before_training(tmp_path):
     res = CliRunner().invoke(app, [*base, "--stage2-data", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2 and "unknown key(s) wieght" in res.output
     assert not (out / "logs").exists()
+
+
+def _dry(tmp_path: Path, *extra: str) -> tuple[str, list[str]]:
+    make_shards(tmp_path / "gen", [2])
+    make_shards(tmp_path / "ext", [2])
+    args = ["train", "--out", str(tmp_path / "o"), "--train-data", str(tmp_path / "gen")]
+    res = CliRunner().invoke(app, [*args, "--stage2-data", str(tmp_path / "ext"), *extra, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    return res.output, [line for line in res.output.splitlines() if line.startswith("$ ")]
+
+
+def test_openai_weights_train_with_quick_gelu_in_both_stages(tmp_path):
+    out, lines = _dry(tmp_path)  # the defaults: ViT-B-16 from the openai weights
+    assert "activation: QuickGELU (the openai weights of ViT-B-16 were trained with it)" in out
+    assert len(lines) == 2 and all(line.endswith("--force-quick-gelu") for line in lines)
+    out, lines = _dry(tmp_path, "--pretrained", "laion2b_s34b_b88k")
+    assert "activation: GELU" in out and not any("quick-gelu" in line for line in lines)
+    out, lines = _dry(tmp_path, "--model", "ViT-B-16-quickgelu")  # the config has it: no flag needed
+    assert "activation: QuickGELU (the ViT-B-16-quickgelu config)" in out
+    assert not any("quick-gelu" in line for line in lines)
+    ckpt = tmp_path / "pathgen-clip.pt"
+    ckpt.write_bytes(b"weights")
+    out, lines = _dry(tmp_path, "--pretrained", str(ckpt))
+    assert "pass --force-quick-gelu if it holds OpenAI/PathGen-CLIP weights" in out
+    out, lines = _dry(tmp_path, "--pretrained", str(ckpt), "--force-quick-gelu")
+    assert "activation: QuickGELU (--force-quick-gelu)" in out and lines[1].endswith("--force-quick-gelu")
+
+
+def test_quick_gelu_reaches_open_clip_train_and_the_exported_model(tmp_path):
+    import open_clip
+    import torch
+    from open_clip_train.params import parse_args
+
+    from pathgen.models import load_encoder
+    from pathgen.models.encoders import register_model_configs
+    from pathgen.train.argv import ResolvedData
+    from pathgen.train.export import export_model
+
+    make_shards(tmp_path / "gen", [2])
+    cfg = TrainConfig(
+        out=tmp_path / "o", model="pathgen-tiny", pretrained=None, force_quick_gelu=True,
+        stage1={"name": "stage1", "data": str(tmp_path / "gen")},
+    )  # fmt: skip
+    argv = stage_argv(cfg, cfg.stage1, ResolvedData("x.tar", 2), tmp_path / "logs", None)
+    args = parse_args(argv)  # open_clip_train's own parser: the flag is the one it reads
+    assert args.force_quick_gelu
+    register_model_configs()
+    model = open_clip.create_model(args.model, force_quick_gelu=args.force_quick_gelu)
+    names = {type(m).__name__ for m in model.modules()}
+    assert "QuickGELU" in names and "GELU" not in names
+    # the exported folder records it, so eval and embed rebuild QuickGELU from it
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "epoch_1.pt")
+    export_model("pathgen-tiny", tmp_path / "epoch_1.pt", tmp_path / "model", quick_gelu=True)
+    assert json.loads((tmp_path / "model" / "open_clip_config.json").read_text())["model_cfg"]["quick_gelu"]
+    enc = load_encoder(str(tmp_path / "model"), device="cpu")
+    assert "QuickGELU" in {type(m).__name__ for m in enc.model.modules()}

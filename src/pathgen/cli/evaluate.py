@@ -55,9 +55,21 @@ def eval_main(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="feature cache (default OUT/cache)"),
     device: str = typer.Option(None, "--device", help="cuda, cpu, ... (default: cuda when available)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="few-shot / probe seeds"),
+    seeds: str = typer.Option(
+        "0,1,2,3,4", "--seeds", help="few-shot draws (at least 5 distinct) / probe seed (the first)"
+    ),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="few-shot k per class"),
     max_per_class: int = typer.Option(None, "--max-per-class", min=1, help="subsample for quick runs"),
+    preset: str = typer.Option(
+        "test-split",
+        "--preset",
+        help="images zero-shot scores: test-split (QuiltNet/CONCH) | pathgen-clip (PathGen-CLIP's scripts)",
+    ),
+    probe: str = typer.Option(
+        "sweep",
+        "--probe",
+        help="linear/few-shot protocol: sweep (C on a validation split) | uni (UNI's C rule)",
+    ),
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
@@ -88,6 +100,8 @@ def eval_main(
                 seeds=_parse_ints(seeds, "--seeds"),
                 shots=_parse_ints(shots, "--shots"),
                 max_per_class=max_per_class,
+                preset=preset,
+                probe=probe,
                 progress=lambda done, total: bar.update(job, completed=done, total=total),
             )
     except (ValueError, FileNotFoundError) as exc:
@@ -107,10 +121,17 @@ def _print_result(result: dict, out: Path) -> None:
     )
     for task, entry in result["tasks"].items():
         if "accuracy" in entry:
+            kappa = entry.get("quadratic_kappa")
             typer.echo(
                 f"{task}: accuracy={entry['accuracy']:.4f} "
                 f"balanced_accuracy={entry['balanced_accuracy']:.4f} weighted_f1={entry['weighted_f1']:.4f}"
+                + (f" quadratic_kappa={kappa:.4f}" if kappa is not None else "")
             )
+        how = [f"{k} {entry[k]}" for k in ("preset", "images", "protocol") if k in entry]
+        if how:
+            typer.echo(f"{task}: " + ", ".join(how) + (f" (C={entry['C']:.4g})" if "C" in entry else ""))
+        if entry.get("note") and task not in result.get("kept_tasks", []):
+            typer.echo(f"note: {task}: {entry['note']}")
     if "fewshot" not in result.get("kept_tasks", []):
         _warn_fewshot(result["tasks"].get("fewshot", {}))
     _print_kept(result)

@@ -54,6 +54,12 @@ def train_cmd(
     save_every: int = typer.Option(1, "--save-every", min=0, help="checkpoint every N epochs (0: last only)"),
     aug: list[str] = typer.Option([], "--aug", help="open_clip_train --aug-cfg KEY=VALUE (repeatable)"),
     extra: list[str] = typer.Option([], "--extra", help="one more raw open_clip_train argument (repeatable)"),
+    force_quick_gelu: bool = typer.Option(
+        False,
+        "--force-quick-gelu",
+        help="QuickGELU for a --pretrained checkpoint of OpenAI/PathGen-CLIP weights (tags such as openai "
+        "get it without this)",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the command lines, train nothing"),
 ) -> None:
     """Train a CLIP on pathgen shards: stage 1 on generated pairs, optional stage 2 on existing pairs."""
@@ -101,6 +107,7 @@ def train_cmd(
             save_frequency=save_every,
             aug_cfg=aug_cfg,
             extra_args=list(extra),
+            force_quick_gelu=force_quick_gelu,
         )
     except ValidationError as exc:
         raise fail(f"invalid training options: {_validation_message(exc)}") from exc

@@ -45,6 +45,12 @@ class Benchmark:
     task: str = "classification"  # or "retrieval" (image -> image, by class)
     aliases: tuple[str, ...] = ()
     source: str = ""
+    # The split PathGen-CLIP's clip_acc_*.py scores zero-shot on (None: every image it lists); see
+    # pathgen.evaluate.protocols for the named presets that use it.
+    pathgen_split: str | None = None
+    # Classes in ``classes`` order are grades (SICAPv2 Gleason, IDC grade): quadratic weighted κ is
+    # reported beside accuracy, as graded tasks are scored in the literature.
+    ordinal: bool = False
 
     def class_names(self) -> list[str]:
         return [self.names[c] for c in self.classes]
@@ -148,6 +154,7 @@ for _bench in (
         },
         aliases=("crc", "nct-crc-he", "crc-val-he-7k", "kather"),
         source="Kather et al. 2019, Zenodo 1214456",
+        pathgen_split="train",  # clip_acc_crc.py walks NCT-CRC-HE-100K in full
     ),
     _b(
         "bach",
@@ -199,6 +206,8 @@ for _bench in (
             ),
         },
         source="Silva-Rodríguez et al. 2020",
+        pathgen_split="train",  # clip_acc_SICAP_v2.py reads partition/Test/Train.xlsx
+        ordinal=True,
     ),
     _b(
         "wsss4luad",
@@ -209,6 +218,7 @@ for _bench in (
         single_template="An H&E image of {c} tissue.",
         synonyms={"tumor": ("lung adenocarcinoma",), "normal": ("normal lung tissue",)},
         source="Han et al. 2022",
+        pathgen_split="train",  # clip_acc_WSSS4LUAD.py lists 1.training/*.png
     ),
     _b(
         "lc25000-colon",
@@ -349,6 +359,7 @@ for _bench in (
         },
         aliases=("idc", "databiox", "idcgrade"),
         source="Bolhasani et al. 2020",
+        ordinal=True,
     ),
     _b(
         "kimia24",

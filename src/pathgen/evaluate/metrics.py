@@ -42,8 +42,11 @@ def zero_shot_predict(image_features: np.ndarray, classifier: np.ndarray) -> tup
     return scores, scores.argmax(axis=1)
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict:
-    """Accuracy, balanced accuracy, weighted F1, per-class report and confusion matrix (sklearn)."""
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str], ordinal: bool = False
+) -> dict:
+    """Accuracy, balanced accuracy, weighted F1, per-class report and confusion matrix (sklearn);
+    with ``ordinal`` (class indices are grades) also quadratic weighted Cohen's κ."""
     from sklearn.metrics import (
         accuracy_score,
         balanced_accuracy_score,
@@ -51,6 +54,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
         confusion_matrix,
         f1_score,
     )
+
+    if len(y_true) == 0:
+        raise ValueError("no examples to score (the selected images are empty)")
 
     labels = list(range(len(class_names)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -63,7 +69,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
         )
         # balanced accuracy over the classes present in y_true (sklearn's definition)
         balanced = float(balanced_accuracy_score(y_true, y_pred)) if len(present) else 0.0
-    return {
+    out = {
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": balanced,
@@ -73,6 +79,20 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+    if ordinal:
+        out["quadratic_kappa"] = quadratic_kappa(y_true, y_pred, len(class_names))
+    return out
+
+
+def quadratic_kappa(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float | None:
+    """Cohen's κ with quadratic weights over grades 0..n-1: a G3 called G5 costs four times a G3
+    called G4. None when undefined (truth and prediction both a single, identical grade)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")  # sklearn's UndefinedMetricWarning: handled as None below
+        k = cohen_kappa_score(y_true, y_pred, labels=list(range(n_classes)), weights="quadratic")
+    return None if np.isnan(k) else float(k)
 
 
 def recall_at_k(similarity: np.ndarray, positives: Sequence[set[int]], ks: Sequence[int] = RECALL_KS) -> dict:

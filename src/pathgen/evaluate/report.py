@@ -68,7 +68,12 @@ def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         elif task == "retrieval":
             rows.append({"task": task, **retrieval_measures(entry)})
         elif all(m in entry for m in HEADLINE):
-            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}})
+            kappa = (
+                {"quadratic_kappa": entry["quadratic_kappa"]}
+                if entry.get("quadratic_kappa") is not None
+                else {}
+            )
+            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}, **kappa})
     return rows
 
 
@@ -83,7 +88,8 @@ def _fewshot_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     for k in sorted({*shots, *skipped}, key=int):
         if k in shots:
             shot = shots[k]
-            row = {m: shot[m]["mean"] for m in HEADLINE} | {"std": shot["accuracy"]["std"]}
+            row = {m: shot[m]["mean"] for m in (*HEADLINE, "quadratic_kappa") if m in shot}
+            row["std"] = shot["accuracy"]["std"]
         else:
             row = {"skipped": skipped[k]}
         rows.append({"task": f"fewshot k={k}", **row})

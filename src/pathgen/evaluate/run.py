@@ -24,7 +24,14 @@ from pathgen.evaluate.metrics import (
     text_classifier,
     zero_shot_predict,
 )
-from pathgen.evaluate.probe import FEW_SHOT_KS, few_shot, linear_probe
+from pathgen.evaluate.probe import (
+    FEW_SHOT_KS,
+    MIN_FEW_SHOT_DRAWS,
+    check_protocol,
+    few_shot,
+    linear_probe,
+)
+from pathgen.evaluate.protocols import DEFAULT_PRESET, PRESETS, check_preset, zeroshot_images
 from pathgen.evaluate.report import confusion_png, write_results
 
 TASKS = ("zeroshot", "linear", "fewshot", "retrieval")
@@ -55,7 +62,11 @@ def _train_test(examples: list[Example], seed: int) -> tuple[list[Example], list
     counts = class_counts(examples)
     strat = labels if min(counts.values()) >= 2 else None
     tr, te = train_test_split(examples, test_size=0.5, random_state=seed, stratify=strat)
-    return list(tr), list(te), "stratified 50/50 (dataset has no train/test split)"
+    found = sorted({e.split for e in examples if e.split})
+    why = (
+        f"the data holds only the {', '.join(found)} split(s)" if found else "dataset has no train/test split"
+    )
+    return list(tr), list(te), f"stratified 50/50 ({why})"
 
 
 def _cap(examples: list[Example], per_class: int | None, seed: int) -> list[Example]:
@@ -80,15 +91,29 @@ def evaluate(
     cache_dir: str | Path | None = None,
     device: str | None = None,
     batch_size: int = 64,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = tuple(range(MIN_FEW_SHOT_DRAWS)),
     shots: Sequence[int] = FEW_SHOT_KS,
     max_per_class: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    preset: str = DEFAULT_PRESET,
+    probe: str = "sweep",
 ) -> dict[str, Any]:
-    """Run ``tasks`` and write results under ``out``; unknown tasks or benchmarks fail before work."""
+    """Run ``tasks`` and write results under ``out``; unknown tasks, benchmarks, presets or probe
+    protocols, and few-shot with fewer than ``MIN_FEW_SHOT_DRAWS`` seeds, fail before work.
+
+    ``preset`` picks the images zero-shot scores (:mod:`pathgen.evaluate.protocols`); ``probe`` the
+    linear-probe / few-shot protocol (:mod:`pathgen.evaluate.probe`). Both are recorded per task.
+    """
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ValueError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
+    check_preset(preset)
+    check_protocol(probe)
+    if "fewshot" in tasks and len(set(seeds)) < MIN_FEW_SHOT_DRAWS:
+        raise ValueError(
+            f"few-shot needs at least {MIN_FEW_SHOT_DRAWS} draws per k (distinct --seeds), got "
+            f"{len(set(seeds))}: fewer make its mean ± std meaningless"
+        )
     out = Path(out)
     bench = None if benchmark in (None, PAIRS) else get_benchmark(benchmark)
     if bench is None and list(tasks) != ["retrieval"]:
@@ -115,6 +140,8 @@ def evaluate(
             shots,
             max_per_class,
             progress,
+            preset,
+            probe,
         )
     result |= identity
     result["elapsed_s"] = round(time.time() - started, 2)
@@ -206,6 +233,8 @@ def _benchmark_tasks(
     shots: Sequence[int],
     max_per_class: int | None,
     progress: Callable[[int, int], None] | None,
+    preset: str = DEFAULT_PRESET,
+    probe: str = "sweep",
 ) -> dict[str, Any]:
     examples = _cap(bench.load(data), max_per_class, seed=0)
     index = {c: i for i, c in enumerate(bench.classes)}
@@ -230,12 +259,17 @@ def _benchmark_tasks(
         raise ValueError(f"{bench.name} has no class prompts (a retrieval benchmark); use --task retrieval")
     for task in tasks:
         if task == "zeroshot":
-            test = split_of(examples, "test")
-            x, y = xy(test)
+            chosen = zeroshot_images(bench, examples, preset)
+            x, y = xy(chosen.examples)
             prompts = bench.prompts(ensemble)
             classifier = text_classifier(prompts, get_encoder().encode_texts)
             _, pred = zero_shot_predict(x, classifier)
-            metrics = classification_metrics(y, pred, names)
+            metrics = classification_metrics(y, pred, names, bench.ordinal)
+            metrics["preset"] = preset
+            metrics["preset_means"] = PRESETS[preset]
+            metrics["images"] = chosen.split
+            if chosen.note:
+                metrics["note"] = chosen.note
             metrics["prompts"] = "ensemble" if ensemble else "single"
             metrics["n_prompts"] = sum(len(p) for p in prompts)
             metrics["example_prompt"] = prompts[0][0]
@@ -250,7 +284,16 @@ def _benchmark_tasks(
             train, test, how = _train_test(examples, seed=seeds[0] if seeds else 0)
             (xtr, ytr), (xte, yte) = xy(train), xy(test)
             if task == "linear":
-                metrics = linear_probe(xtr, ytr, xte, yte, names, seed=seeds[0] if seeds else 0)
+                metrics = linear_probe(
+                    xtr,
+                    ytr,
+                    xte,
+                    yte,
+                    names,
+                    seed=seeds[0] if seeds else 0,
+                    protocol=probe,
+                    ordinal=bench.ordinal,
+                )
                 confusion_png(
                     metrics["confusion_matrix"],
                     names,
@@ -258,7 +301,9 @@ def _benchmark_tasks(
                     out / "confusion_linear.png",
                 )
             else:
-                metrics = few_shot(xtr, ytr, xte, yte, names, ks=shots, seeds=seeds)
+                metrics = few_shot(
+                    xtr, ytr, xte, yte, names, ks=shots, seeds=seeds, protocol=probe, ordinal=bench.ordinal
+                )
             metrics["split"] = how
             metrics["n_train"], metrics["n_test"] = len(train), len(test)
             result["tasks"][task] = metrics

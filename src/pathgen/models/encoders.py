@@ -8,7 +8,8 @@ Each backend owns its preprocessing (callers never hard-code mean/std), and one 
   same spec is the same model on every machine (tests, offline demos);
 - ``open_clip:NAME[@CKPT][?quick_gelu=1]``: an open_clip architecture, optionally with a
   ``.pt``/``.pth``/``.bin`` (loaded with ``weights_only=True``) or ``.safetensors`` checkpoint, or a
-  pretrained tag of that architecture;
+  pretrained tag of that architecture (a tag trained with QuickGELU, such as ``openai``, gets it
+  without ``?quick_gelu=1``; a checkpoint of such weights, e.g. PathGen-CLIP's, needs the option);
 - ``hf:ID_OR_DIR``: a Hugging Face ``CLIPModel`` (hub id or local directory);
 - a bare local directory: Hugging Face CLIP (``config.json``) or open_clip (``open_clip_config.json``).
 
@@ -181,6 +182,21 @@ def has_random_weights(spec: str) -> bool:
     return False
 
 
+def tag_needs_quick_gelu(name: str, tag: str | None) -> bool:
+    """Whether open_clip's pretrained weights ``tag`` of ``name`` were trained with QuickGELU.
+
+    Why: OpenAI CLIP (and models fine-tuned from it, such as PathGen-CLIP) use QuickGELU, but the
+    plain ``ViT-B-16`` config builds GELU; open_clip 3.x only warns about the mismatch and runs
+    every layer with the wrong activation. Its per-tag pretrained config says which (``quick_gelu``).
+    A checkpoint path carries no such record: use ``?quick_gelu=1`` (or ``--force-quick-gelu``).
+    """
+    if not tag or name.startswith(SELF_RESOLVED):
+        return False
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
+
+
 def register_model_configs() -> None:
     """Make ``pathgen-tiny`` (and any config beside it) known to open_clip, once per process."""
     import open_clip
@@ -215,6 +231,7 @@ def _load_open_clip(
         else:
             extra = f" and not a pretrained tag of {name} ({', '.join(tags)})" if tags else ""
             raise FileNotFoundError(f"checkpoint not found: {ckpt}{extra}")
+    quick_gelu = quick_gelu or tag_needs_quick_gelu(name, pretrained_tag)
     with torch.random.fork_rng(devices=[]), quiet_no_weights_warning():
         if seed is not None:
             torch.manual_seed(seed)

@@ -97,6 +97,35 @@ def resolve_mixture(sources: list[MixSet]) -> ResolvedData:
     )
 
 
+def activation(cfg: TrainConfig) -> tuple[bool, str]:
+    """(pass ``--force-quick-gelu``?, the activation and why), decided once for every stage.
+
+    Why once: stage 2 starts from stage 1's weights (a file with no tag), but those weights were
+    trained with stage 1's activation, so it must stay the same. A pretrained tag trained with
+    QuickGELU (``openai``) needs it: open_clip_train only warns and trains with plain GELU otherwise.
+    """
+    import open_clip
+
+    from pathgen.models.encoders import register_model_configs, tag_needs_quick_gelu
+
+    name = cfg.model_name()
+    register_model_configs()
+    model_cfg = open_clip.get_model_config(name) or {}
+    if model_cfg.get("quick_gelu"):
+        return False, f"QuickGELU (the {name} config)"
+    if cfg.force_quick_gelu:
+        return True, "QuickGELU (--force-quick-gelu)"
+    tag = cfg.pretrained if cfg.pretrained and not Path(cfg.pretrained).expanduser().is_file() else None
+    if tag_needs_quick_gelu(name, tag):
+        return True, f"QuickGELU (the {tag} weights of {name} were trained with it)"
+    if cfg.pretrained and tag is None:
+        return (
+            False,
+            "GELU (a checkpoint file: pass --force-quick-gelu if it holds OpenAI/PathGen-CLIP weights)",
+        )
+    return False, "GELU"
+
+
 def stage_argv(
     cfg: TrainConfig, stage: StageConfig, data: ResolvedData, logs: Path, pretrained: str | None
 ) -> list[str]:
@@ -155,6 +184,8 @@ def stage_argv(
         argv += ["--resume", cfg.resume]
     if cfg.grad_checkpointing:
         argv.append("--grad-checkpointing")
+    if activation(cfg)[0]:
+        argv.append("--force-quick-gelu")
     if cfg.aug_cfg:
         argv += ["--aug-cfg", *[f"{k}={v}" for k, v in cfg.aug_cfg.items()]]
     return argv + list(cfg.extra_args)

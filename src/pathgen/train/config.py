@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     save_frequency: int = Field(1, ge=0)
     log_every_n_steps: int = Field(10, gt=0)
     grad_checkpointing: bool = False
+    force_quick_gelu: bool = Field(
+        False,
+        description="QuickGELU even when the pretrained tag does not ask for it (a checkpoint of OpenAI "
+        "or PathGen-CLIP weights); a tag that needs it (openai) gets it without this",
+    )
     aug_cfg: dict[str, str] = Field(default_factory=dict, description="open_clip_train --aug-cfg key=value")
     extra_args: list[str] = Field(default_factory=list, description="passed to open_clip_train verbatim")
 

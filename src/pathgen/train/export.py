@@ -66,9 +66,15 @@ def state_dict_from_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def export_model(
-    model_name: str, checkpoint: Path, out: Path, config_files: list[str] | None = None
+    model_name: str,
+    checkpoint: Path,
+    out: Path,
+    config_files: list[str] | None = None,
+    quick_gelu: bool = False,
 ) -> dict[str, Path]:
-    """Write ``model.safetensors`` + ``open_clip_config.json`` for ``checkpoint`` under ``out``."""
+    """Write ``model.safetensors`` + ``open_clip_config.json`` for ``checkpoint`` under ``out``;
+    ``quick_gelu`` (trained with ``--force-quick-gelu``) is written into ``model_cfg`` so every
+    ``local-dir:`` load (eval, embed) builds the activation the weights were trained with."""
     import open_clip
     from safetensors.torch import save_file
 
@@ -82,6 +88,8 @@ def export_model(
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
         raise ValueError(f"unknown open_clip model {model_name!r}")
+    if quick_gelu:
+        model_cfg = {**model_cfg, "quick_gelu": True}
     with quiet_no_weights_warning():
         model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     state = state_dict_from_checkpoint(checkpoint)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.rundir import fingerprint, write_json
-from pathgen.train.argv import ResolvedData, resolve_data, stage_argv
+from pathgen.train.argv import ResolvedData, activation, resolve_data, stage_argv
 from pathgen.train.config import StageConfig, TrainConfig
 from pathgen.train.export import export_model, latest_checkpoint, loss_plot, parse_log, write_card
 from pathgen.train.launch import CONFIGS_ENV
@@ -45,10 +45,16 @@ def command(cfg: TrainConfig, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "pathgen.train.launch", *argv]
 
 
-def _stage_fp(cfg: TrainConfig, stage: StageConfig, data: ResolvedData, pretrained: str | None) -> str:
-    keep = cfg.model_dump(mode="json", exclude={"resume", "launcher", "workers", "stage1", "stage2"})
+def _stage_fp(
+    cfg: TrainConfig, stage: StageConfig, data: ResolvedData, pretrained: str | None, quick_gelu: bool = False
+) -> str:
+    """The settings a finished stage was trained with. The activation counts only when QuickGELU, so
+    GELU stages finished before it was recorded keep their fingerprint (and are not retrained)."""
+    drop = {"resume", "launcher", "workers", "stage1", "stage2", "force_quick_gelu"}
+    keep = cfg.model_dump(mode="json", exclude=drop)
+    extra = ["quick_gelu"] if quick_gelu else []
     return fingerprint(
-        keep, stage.model_dump(mode="json"), data.train_data, data.upsampling_factors, pretrained
+        keep, stage.model_dump(mode="json"), data.train_data, data.upsampling_factors, pretrained, *extra
     )
 
 
@@ -107,13 +113,15 @@ def train(
     stages: list[dict[str, Any]] = []
     pretrained = check_pretrained(cfg)
     resolved = resolve_all(cfg)
+    quick_gelu, act = activation(cfg)
+    echo(f"activation: {act}")
     final_ckpt: Path | None = None
     for stage in cfg.stages():
         data = resolved[stage.name]
         argv = stage_argv(cfg, stage, data, logs, pretrained)
         cmd = command(cfg, argv)
         stage_dir = logs / stage.name
-        fp = _stage_fp(cfg, stage, data, pretrained)
+        fp = _stage_fp(cfg, stage, data, pretrained, quick_gelu)
         marker = _marker(cfg, stage)
         if stages:  # open_clip_train logs "Loading full pretrained weights from" this file
             echo(f"{stage.name}: starts from {stages[-1]['name']}'s weights ({pretrained})")
@@ -151,7 +159,7 @@ def train(
         ckpt = latest_checkpoint(stage_dir)
         if ckpt is None:
             raise TrainError(f"stage {stage.name!r} wrote no checkpoint under {stage_dir / 'checkpoints'}")
-        export_model(cfg.model_name(), ckpt, out / stage.name, cfg.model_config_files())
+        export_model(cfg.model_name(), ckpt, out / stage.name, cfg.model_config_files(), quick_gelu)
         if not done:
             write_json(marker, {"fingerprint": fp, "checkpoint": str(ckpt)})
         record["checkpoint"] = str(ckpt)
@@ -165,12 +173,13 @@ def train(
         "precision": cfg.precision,
         "batch_size": cfg.batch_size,
         "gpus": cfg.gpus,
+        "activation": act,
         "config": cfg.model_dump(mode="json"),
         "stages": stages,
         "dry_run": dry_run,
     }
     if final_ckpt is not None:
-        paths = export_model(cfg.model_name(), final_ckpt, out, cfg.model_config_files())
+        paths = export_model(cfg.model_name(), final_ckpt, out, cfg.model_config_files(), quick_gelu)
         summary["weights"] = str(paths["weights"])
         summary["loss_png"] = bool(loss_plot({s["name"]: s["curve"] for s in stages}, out / "loss.png"))
         write_card(out, summary)
