@@ -13,7 +13,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,8 @@ class _SlideCache:
                 if old.readers == 0:
                     to_close.append(old.slide)
         for slide in to_close:
-            slide.close()
+            with suppress(Exception):  # a failed close must not leave this read's count taken
+                slide.close()
         return handle
 
     def clear(self) -> None:
