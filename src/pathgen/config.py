@@ -36,6 +36,9 @@ class TileConfig(_Section):
     thumbnail_downsample: float = Field(32.0, gt=1, description="downsample of the tissue-mask thumbnail")
     reader: Literal["auto", "openslide", "tiffslide", "wsidicom"] = "auto"
     workers: int = Field(0, ge=0, description="slide processes; 0 = number of CPUs, at most 8")
+    allow_non_brightfield: bool = Field(
+        False, description="tile slides with a dark (fluorescence-like) background instead of skipping them"
+    )
 
 
 class EmbedConfig(_Section):

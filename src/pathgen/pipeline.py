@@ -86,6 +86,9 @@ def run_pipeline(
         raise ValueError("no run directory: set `out:` in the config or pass --out")
     if not cfg.slides:
         raise ValueError("no slides: set `slides:` in the config (files, folders or a manifest)")
+    from pathgen.slides.manifest import check_inputs
+
+    check_inputs([str(s) for s in cfg.slides])  # a mistyped slide path fails before any work
     cfg = cfg.model_copy(update={"out": Path(root)})
     run = RunDir(root).ensure()
     _write_config(run, cfg)
@@ -101,6 +104,6 @@ def run_pipeline(
         if on_stage:
             on_stage(stage, summary, time.perf_counter() - start)
         reason = _nothing_left(stage, run, summary)
-        if reason and stage != until:
+        if reason and (stage != until or stage == "tile"):  # a run that tiled nothing has failed
             raise PipelineError(stage, reason)
     return summaries

@@ -92,3 +92,34 @@ def repaired_dicom(tmp_path_factory: pytest.TempPathFactory, dicom_slide: Path) 
     out = tmp_path_factory.mktemp("dicom") / "repaired.dcm"
     ds.save_as(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def fluorescence_slide(tmp_path_factory: pytest.TempPathFactory, cmu_small: Path) -> Path:
+    """A fluorescence-like pyramidal TIFF made of the real CMU-1 pixels: black where the glass was,
+    a red 'TRITC' channel where eosin absorbs green light, a blue 'DAPI' one where hematoxylin
+    absorbs red light. The old tile stage found 41 % tissue in it and tiled it as H&E."""
+    import cv2
+    import numpy as np
+    import tifffile
+
+    from pathgen.slides import open_slide
+
+    with open_slide(cmu_small) as slide:
+        rgb = slide.read_region((0, 0), 0, slide.dimensions).astype(np.float32)
+    absorbed = 255.0 - rgb  # light the stain took away: bright where tissue is, ~0 on glass
+    fluo = np.empty_like(rgb)
+    fluo[..., 0] = absorbed[..., 1]  # cytoplasm and stroma (eosin): 'TRITC'
+    fluo[..., 1] = 0.3 * absorbed[..., 0]
+    fluo[..., 2] = 0.8 * absorbed[..., 0]  # nuclei (hematoxylin): 'DAPI'
+    level0 = np.clip(fluo, 0, 255).astype(np.uint8)
+    out = tmp_path_factory.mktemp("fluorescence") / "fluorescence-cmu.tif"
+    with tifffile.TiffWriter(out) as tif:
+        for k, img in enumerate(
+            (level0, cv2.resize(level0, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+        ):
+            tif.write(
+                img, tile=(256, 256), photometric="rgb", compression="jpeg", subfiletype=0 if k == 0 else 1,
+                resolution=(20000 / 2**k, 20000 / 2**k), resolutionunit="CENTIMETER", metadata=None,
+            )  # fmt: skip
+    return out

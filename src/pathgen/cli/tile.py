@@ -26,6 +26,12 @@ def tile(
     ),
     reader: str | None = typer.Option(None, help="auto | openslide | tiffslide | wsidicom (default auto)"),
     workers: int | None = typer.Option(None, help="slide processes; 0 = CPUs, at most 8 (default 0)"),
+    allow_non_brightfield: bool | None = typer.Option(
+        None,
+        "--allow-non-brightfield",
+        help="tile slides with a dark, fluorescence-like background too (default: skip them)",
+        show_default=False,
+    ),
     preview: Path | None = typer.Option(None, help="write <slide_id>.png previews (mask + kept tiles) here"),
     config: Path | None = typer.Option(None, help="YAML run config; its `tile:` and `slides:` are used"),
 ) -> None:
@@ -40,7 +46,7 @@ def tile(
         base = RunConfig.from_yaml(config) if config else RunConfig()
         cfg = with_options(
             base.tile, size=size, mpp=mpp, assume_mpp=assume_mpp, min_tissue=min_tissue, reader=reader,
-            workers=workers,
+            workers=workers, allow_non_brightfield=allow_non_brightfield,
         )  # fmt: skip
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
@@ -73,7 +79,8 @@ def tile(
     else:
         console.print(
             f"{n_ok} slide(s) tiled, {summary['no_tissue']} without tissue, {summary['failed']} failed, "
-            f"{summary['skipped']} reused; {n_tiles} tiles -> {RunDir(out).tiles}"
+            f"{summary.get('skipped_slides', 0)} skipped, {summary['skipped']} reused; "
+            f"{n_tiles} tiles -> {RunDir(out).tiles}"
         )
     if n_ok == 0:
         console.print("[bold red]no slide was tiled[/]")

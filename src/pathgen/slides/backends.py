@@ -8,6 +8,7 @@ so tissue masks and encoders see the same thing whichever library read the pixel
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -201,24 +202,57 @@ BACKENDS: dict[str, type] = {
 }
 
 
+def stat_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be reached at all (missing, a symlink loop, a dangling link), else None.
+
+    ``Path.exists()`` answers False for all of these, which made a symlink loop look like a
+    missing file; the user needs to know which one it is to fix it.
+    """
+    try:
+        os.stat(path)
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop: the path's symbolic links point at each other in a circle"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(path):
+                return f"broken symlink: it points to {os.readlink(path)}, which does not exist"
+            return "file not found"
+        return f"cannot access the file: {exc.strerror or exc}"
+
+
+def _mirax_problem(path: str) -> str | None:
+    """A MIRAX ``X.mrxs`` is only an index: its pixels are in the folder ``X/`` next to it."""
+    folder = os.path.splitext(path)[0]
+    if os.path.isdir(folder):
+        return None
+    name = os.path.basename(folder)
+    return (
+        f"MIRAX slide without its data folder: {os.path.basename(path)} needs the folder {name}/ "
+        "(Slidedat.ini, Index.dat, Data*.dat) beside it, and there is none; copy the folder with the file"
+    )
+
+
 def sniff(path: str) -> str | None:
     """Reject files that are plainly not slides, with a message better than a library's.
 
     Returns an error message, or None when the file may be a slide.
     """
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        return "file not found"
-    except OSError as exc:
-        return f"cannot stat file: {exc}"
+    problem = stat_problem(path)
+    if problem is not None:
+        return problem
     if os.path.isdir(path):
         return None  # a DICOM series folder or MIRAX data dir is checked by the backend
+    size = os.path.getsize(path)
     if size == 0:
         return "empty file (0 bytes)"
     with open(path, "rb") as handle:
         head = handle.read(132)
     ext = os.path.splitext(path)[1].lower()
+    if ext == ".mrxs":
+        mirax = _mirax_problem(path)
+        if mirax is not None:
+            return mirax
     kinds = {
         b"\x89PNG": "a PNG image",
         b"\xff\xd8\xff": "a JPEG image",

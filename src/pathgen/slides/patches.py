@@ -10,7 +10,10 @@ size / out_size, with 1 % tolerance for scanners' 2.0005-style downsamples), the
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -19,24 +22,96 @@ from pathgen.slides.readers import Slide, open_slide
 
 _LEVEL_TOLERANCE = 0.01
 _CACHE_SIZE = 8
-_open_slides: OrderedDict[tuple[str, str], Slide] = OrderedDict()
 
 
-def _as_slide(slide: Slide | str | os.PathLike[str]) -> Slide:
-    """A Slide for a path, kept open per process so a worker re-uses one handle per slide."""
+class _Handle:
+    """One cached open slide and how many reads are using it right now."""
+
+    __slots__ = ("evicted", "readers", "slide")
+
+    def __init__(self, slide: Slide):
+        self.slide = slide
+        self.readers = 0
+        self.evicted = False
+
+
+class _SlideCache:
+    """Open slides by path, shared by every thread of a process (the caption stage reads from many).
+
+    Why reference counts: with a plain LRU, a thread opening a new slide evicts and closes the oldest
+    handle while another thread may be inside ``read_region`` on it (a closed OpenSlide handle, or
+    a closed file descriptor that the OS may already have given to another file). Here an evicted
+    handle leaves the cache at once but is closed by the last reader that releases it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, _Handle] = OrderedDict()
+
+    @contextmanager
+    def borrow(self, path: str) -> Iterator[Slide]:
+        handle = self._acquire(path)
+        try:
+            yield handle.slide
+        finally:
+            with self._lock:
+                handle.readers -= 1
+                close = handle.evicted and handle.readers == 0
+            if close:
+                handle.slide.close()
+
+    def _acquire(self, path: str) -> _Handle:
+        with self._lock:
+            handle = self._open.get(path)
+            if handle is not None:
+                self._open.move_to_end(path)
+                handle.readers += 1
+                return handle
+        opened = open_slide(path).open()  # outside the lock: opening a slide can take a while
+        to_close: list[Slide] = []
+        with self._lock:
+            handle = self._open.get(path)
+            if handle is None:
+                handle = self._open[path] = _Handle(opened)
+            else:  # another thread opened it meanwhile: use theirs
+                to_close.append(opened)
+                self._open.move_to_end(path)
+            handle.readers += 1
+            while len(self._open) > max(1, _CACHE_SIZE):
+                _, old = self._open.popitem(last=False)
+                old.evicted = True
+                if old.readers == 0:
+                    to_close.append(old.slide)
+        for slide in to_close:
+            with suppress(Exception):  # a failed close must not leave this read's count taken
+                slide.close()
+        return handle
+
+    def clear(self) -> None:
+        """Drop every cached handle (closed now, or by its last reader)."""
+        with self._lock:
+            handles = list(self._open.values())
+            self._open.clear()
+            idle = []
+            for h in handles:
+                h.evicted = True
+                if h.readers == 0:
+                    idle.append(h.slide)
+        for slide in idle:
+            slide.close()
+
+
+_cache = _SlideCache()
+
+
+@contextmanager
+def _borrow(slide: Slide | str | os.PathLike[str]) -> Iterator[Slide]:
+    """A Slide for a path, kept open per process so that readers re-use one handle per slide."""
     if isinstance(slide, Slide):
-        return slide
-    key = (os.fspath(slide), "auto")
-    cached = _open_slides.get(key)
-    if cached is not None:
-        _open_slides.move_to_end(key)
-        return cached
-    opened = open_slide(key[0]).open()
-    _open_slides[key] = opened
-    while len(_open_slides) > _CACHE_SIZE:
-        _, old = _open_slides.popitem(last=False)
-        old.close()
-    return opened
+        yield slide
+        return
+    with _cache.borrow(os.fspath(slide)) as opened:
+        yield opened
 
 
 def choose_level(slide: Slide, size: int, out_size: int) -> int:
@@ -50,15 +125,15 @@ def read_tile_array(
     """The tile as an RGB uint8 array (out_size, out_size, 3); see :func:`read_tile`."""
     import cv2
 
-    s = _as_slide(slide)
     size = int(size)
     out = int(out_size or size)
     if size <= 0 or out <= 0:
         raise ValueError(f"tile size and out_size must be positive, got {size}, {out_size}")
-    level = choose_level(s, size, out)
-    ds = s.level_downsamples[level]
-    side = max(1, round(size / ds))
-    arr = s.read_region((int(x), int(y)), level, (side, side))
+    with _borrow(slide) as s:
+        level = choose_level(s, size, out)
+        ds = s.level_downsamples[level]
+        side = max(1, round(size / ds))
+        arr = s.read_region((int(x), int(y)), level, (side, side))
     if side != out:
         interp = cv2.INTER_AREA if side > out else cv2.INTER_CUBIC
         arr = cv2.resize(arr, (out, out), interpolation=interp)

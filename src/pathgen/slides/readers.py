@@ -24,6 +24,35 @@ SLIDE_EXTENSIONS = frozenset(
     {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".qptiff"}
     | DICOM_EXTENSIONS
 )
+# Whole-slide formats that none of the readers above opens. A folder scan lists these files as
+# 'skipped' rows with the reason instead of passing over them, so that a folder of .czi files does
+# not look like a folder without slides. Other files (.txt, .csv, .png, ...) are not slides and are
+# not listed: every folder has some, and a row each would bury the real problems.
+UNSUPPORTED_FORMATS = {
+    ".czi": "Zeiss CZI",
+    ".zvi": "Zeiss ZVI",
+    ".vsi": "Olympus/Evident VSI",
+    ".isyntax": "Philips iSyntax",
+    ".lif": "Leica LIF",
+    ".kfb": "KFBio KFB",
+    ".sdpc": "SQRAY SDPC",
+    ".tmap": "UNIC TMAP",
+    ".mds": "Motic MDS",
+    ".mdsx": "Motic MDSX",
+    ".ndpis": "Hamamatsu NDPIS (a list of .ndpi channel files)",
+}
+
+
+def unsupported_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why no reader can open ``path`` judging by its extension, or None when one may."""
+    ext = Path(path).suffix.lower()
+    name = UNSUPPORTED_FORMATS.get(ext)
+    if name is None:
+        return None
+    return (
+        f"unsupported format: {name} ({ext}); none of the readers ({', '.join(BACKENDS)}) opens it. "
+        "Convert it to a pyramidal (OME-)TIFF first, e.g. with bfconvert or QuPath"
+    )
 
 
 def _candidates(path: str, reader: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Each slide is tiled in a worker process (one slide library handle per process; a crash in a native
 reader kills a worker, not the run). Every slide ends as a row with a status ('ok', 'no_tissue',
-'error') and a clear message; the tables are written atomically at the end. A fingerprint of the
+'error', or 'skipped': a format no reader opens, or a slide that is not brightfield) and a clear
+message; the tables are written atomically at the end. A fingerprint of the
 inputs (path, size, mtime of every slide) and of the tile config marks the stage done, so a second
 identical run does nothing; finished slides are also cached one by one, so a changed or interrupted
 run redoes only the slides it has to.
@@ -23,7 +24,7 @@ from pathgen.rundir import RunDir, atomic_write, file_identity, fingerprint, wri
 from pathgen.slides.manifest import expand_inputs
 
 STAGE = "tile"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the brightfield check, skipped slides
 _MAX_WORKERS = 8
 
 
@@ -33,6 +34,7 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
     Returns ``{"row": {...slides.parquet fields...}, "x": [...], "y": [...], "frac": [...]}``.
     """
     from pathgen.slides.backends import SlideOpenError
+    from pathgen.slides.brightfield import check_brightfield
     from pathgen.slides.grid import grid_tiles, resolve_geometry
     from pathgen.slides.patches import choose_level
     from pathgen.slides.readers import Slide
@@ -47,6 +49,9 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
     if rec.get("input_error"):
         row["error"] = rec["input_error"]
         return {"row": row, **empty}
+    if rec.get("input_skip"):
+        row.update(status="skipped", error=rec["input_skip"])
+        return {"row": row, **empty}
     slide = Slide(rec["path"], reader=params["reader"], slide_id=rec["slide_id"])
     try:
         slide.open()
@@ -58,6 +63,13 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
         warning = "; ".join(w for w in (slide.open_warning, geom.warning) if w) or None
         row.update(mpp=geom.mpp, mpp_source=geom.mpp_source, warning=warning, tile_size=geom.size)
         tissue = compute_tissue_mask(slide, params["thumbnail_downsample"])
+        light = check_brightfield(tissue.thumbnail)
+        if not light.is_brightfield:
+            if not params["allow_non_brightfield"]:
+                row.update(status="skipped", error=light.reason())
+                return {"row": row, **empty}
+            forced = "not brightfield (dark background), tiled because allow_non_brightfield is set"
+            row["warning"] = "; ".join(w for w in (row["warning"], forced) if w)
         xs, ys, frac = grid_tiles(slide.dimensions, geom.size, tissue, params["min_tissue"])
         row["tile_level"] = choose_level(slide, geom.size, params["size"])
         if preview_dir:
@@ -127,8 +139,10 @@ def tile_stage(
 ) -> dict[str, Any]:
     """Tile every slide of ``inputs`` into ``run``; returns the stage summary.
 
-    Summary keys: done, skipped (served from the per-slide cache), failed, no_tissue, n_tiles,
-    up_to_date, slides (the slides.parquet rows).
+    Summary keys: done, skipped (served from the per-slide cache), failed, no_tissue,
+    skipped_slides (status 'skipped'), n_tiles, up_to_date, slides (the slides.parquet rows).
+    Raises ``ValueError`` (:class:`pathgen.slides.manifest.InputError`) before any work when an
+    input cannot be reached or slide ids clash.
     """
     if not inputs:
         raise ValueError("no inputs: give slide files, folders or a manifest (CSV/parquet)")
@@ -155,7 +169,8 @@ def tile_stage(
     keys = [fingerprint(CACHE_VERSION, ident, params, preview_dir) for ident in identities]
     todo: list[dict[str, Any]] = []
     for i, rec in enumerate(records):
-        cached = _load_cache(run, keys[i]) if rec.get("input_error") is None else None
+        ready = rec.get("input_error") is None and rec.get("input_skip") is None
+        cached = _load_cache(run, keys[i]) if ready else None
         if cached is not None:
             results[i] = cached
         else:
@@ -171,6 +186,7 @@ def tile_stage(
         "skipped": skipped,
         "failed": sum(r["status"] == "error" for r in slide_rows),
         "no_tissue": sum(r["status"] == "no_tissue" for r in slide_rows),
+        "skipped_slides": sum(r["status"] == "skipped" for r in slide_rows),
         "n_slides": len(slide_rows),
         "n_tiles": tile_cols.num_rows,
         "up_to_date": False,
@@ -199,7 +215,7 @@ def _process(
         def on_done(rec: dict[str, Any], result: dict[str, Any]) -> None:
             i = rec["_index"]
             results[i] = result
-            if result["row"]["status"] in ("ok", "no_tissue"):
+            if result["row"]["status"] in ("ok", "no_tissue", "skipped"):
                 atomic_write(_cache_path(run, keys[i]), json.dumps(result))
             bar.update(task, advance=1, description=f"{rec['slide_id']}: {result['row']['status']}")
 
@@ -214,6 +230,9 @@ def _load_cache(run: RunDir, key: str) -> dict[str, Any] | None:
         return None
 
 
+_RECORD_KEYS = frozenset({"path", "slide_id", "input_error", "input_skip", "input_warning", "_index"})
+
+
 def _assemble(
     records: list[dict[str, Any]], results: dict[int, dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], Any]:
@@ -225,8 +244,11 @@ def _assemble(
     parts: list[tuple[str, dict[str, Any]]] = []
     for i, rec in enumerate(records):
         res = results[i]
-        extra = {k: v for k, v in rec.items() if k not in ("path", "slide_id", "input_error", "_index")}
-        slide_rows.append({"slide_id": rec["slide_id"], "path": rec["path"], **res["row"], **extra})
+        extra = {k: v for k, v in rec.items() if k not in _RECORD_KEYS}
+        row = {"slide_id": rec["slide_id"], "path": rec["path"], **res["row"], **extra}
+        if rec.get("input_warning"):  # a renamed slide id: said here, so cached rows say it too
+            row["warning"] = "; ".join(w for w in (rec["input_warning"], row["warning"]) if w)
+        slide_rows.append(row)
         if res["row"]["status"] == "ok":
             parts.append((rec["slide_id"], res))
     parts.sort(key=lambda p: p[0])
