@@ -94,6 +94,9 @@ class AgentConfig(_Section):
 class CaptionConfig(_Section):
     """The describe -> revise -> summarize chain and the engine that drives it."""
 
+    # A rejected value may be a key typed where a variable's name belongs: never echo inputs.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
     model: str = Field("tiny", description="generator spec shared by all agents unless overridden")
     base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL(s), round-robin")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
@@ -116,9 +119,25 @@ class CaptionConfig(_Section):
     )
     price_out_per_mtok: float = Field(0.0, ge=0, description="completion price per million tokens (dry-run)")
     context_length: int = Field(77, gt=0, description="CLIP token budget of a caption")
+    stop_grace_s: float = Field(
+        30.0, ge=0, description="on Ctrl-C/SIGTERM: seconds to wait for the calls in flight (already paid)"
+    )
     describe: AgentConfig = Field(default_factory=AgentConfig)
     revise: AgentConfig = Field(default_factory=AgentConfig)
     summarize: AgentConfig = Field(default_factory=AgentConfig)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        from pathgen.redact import looks_like_secret
+
+        if value is not None and looks_like_secret(value):
+            raise ValueError(
+                "api_key_env takes the NAME of an environment variable holding the key (e.g. "
+                "OPENAI_API_KEY), and the value given looks like a key itself (not shown): export the "
+                "key in a variable and pass its name; consider the key exposed (shell history) and rotate it"
+            )
+        return value
 
 
 class ExportConfig(_Section):
@@ -136,6 +155,9 @@ class ExportConfig(_Section):
 
 class RunConfig(_Section):
     """A whole run: inputs, run directory and every stage."""
+
+    # Its errors include the caption section's: inputs hidden there too (see CaptionConfig).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     slides: list[str] = Field(
         default_factory=list, description="slide files, folders, a manifest, or pathgen:sample"
@@ -180,7 +202,8 @@ class RunConfig(_Section):
         return cls.model_validate(data)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The config as YAML, with no credentials in it (base URLs lose their ``user:pass@``)."""
+        return yaml.safe_dump(_without_credentials(self.model_dump(mode="json")), sort_keys=False)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -189,5 +212,31 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def dump_section(section: BaseModel) -> dict[str, Any]:
-    """A stage's resolved arguments, JSON-able, for fingerprints and the run's config.yaml."""
-    return section.model_dump(mode="json")
+    """A stage's resolved arguments, JSON-able, for fingerprints and the run's config.yaml.
+
+    Credentials in base URLs are left out: they never change an output, and whatever is dumped may
+    be stored.
+    """
+    return _without_credentials(section.model_dump(mode="json"))
+
+
+def _without_credentials(data: Any) -> Any:
+    """``data`` with every ``base_url`` (one or a list, at any depth) stripped of ``user:pass@``."""
+    from pathgen.redact import redact_url
+
+    if isinstance(data, dict):
+        return {
+            k: (
+                [redact_url(u) for u in v]
+                if isinstance(v, list)
+                else redact_url(v)
+                if isinstance(v, str)
+                else v
+            )
+            if k == "base_url"
+            else _without_credentials(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_without_credentials(v) for v in data]
+    return data

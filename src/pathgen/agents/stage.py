@@ -4,7 +4,9 @@
 agent's model and sampling (per-agent settings override the shared ones), shares one generator
 between agents that use the same model and server, and drives the tiles through the chain with a
 fixed pool of workers. Re-running it resumes from the journal; ``dry_run`` renders the prompts and
-estimates tokens and cost without calling any model.
+estimates tokens and cost without calling any model. Ctrl-C or SIGTERM stops it gracefully (the
+calls in flight are waited for, up to ``stop_grace_s``, and journalled) and raises
+:class:`~pathgen.engine.runner.Interrupted`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathgen.config import CaptionConfig, dump_section
 from pathgen.engine.caller import Caller, Stats
 from pathgen.engine.journal import FlushWindow, Journal
 from pathgen.engine.retry import RetryPolicy
-from pathgen.engine.runner import run_pool
+from pathgen.engine.runner import GracefulStop, Interrupted, run_pool
 from pathgen.models.generators import GenerationParams, Generator, count_text_tokens, load_generator
 from pathgen.rundir import RunDir, file_identity, fingerprint
 
@@ -37,6 +39,7 @@ AGENT_CLASSES: dict[str, type[Agent]] = {
 IMAGE_TOKENS = 576
 TYPICAL_OUT = {"describe": 250, "revise": 320, "summarize": 70}
 FLUSH_S = 0.02  # journal commit period: kill -9 loses at most this much of finished answers
+UNFINGERPRINTED = ("stop_grace_s",)  # settings that never change a caption
 
 
 def resolve_agent(cfg: CaptionConfig, name: str) -> dict[str, Any]:
@@ -110,7 +113,8 @@ def caption_stage(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    fp = fingerprint("caption", dump_section(cfg), file_identity(run.selected))
+    settings = {k: v for k, v in dump_section(cfg).items() if k not in UNFINGERPRINTED}
+    fp = fingerprint("caption", settings, file_identity(run.selected))
     if limit is None and not dry_run and run.journal.exists() and run.stage_done("caption", fp):
         # Loading a model (or probing a server) takes seconds to minutes: skip it when the marker
         # says every selected tile was captioned with exactly these settings.
@@ -162,21 +166,35 @@ async def _run(
     stats = Stats(total=len(tasks))
     policy = RetryPolicy(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s, timeout_s=cfg.timeout_s)
     caller = Caller(cfg.concurrency, policy, stats)
+    stop = GracefulStop(cfg.stop_grace_s, caller.stop, lambda: stats.in_flight)
     journal = Journal(run.journal)
     try:
         journal.set_meta("chain", [s.describe() for s in slots])
         chain = CaptionChain(slots, journal, caller, stats, loader, cfg.image_size)
         chain.preload(tasks)
         workers = cfg.concurrency + max(4, cfg.concurrency // 8)
-        window = FlushWindow(journal, FLUSH_S, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        window = FlushWindow(journal, FLUSH_S, loop)
+        pool = asyncio.ensure_future(
+            run_pool(
+                tasks, chain.run_tile, workers, stats, progress=progress, should_stop=lambda: stop.requested
+            )
+        )
+        stop.install(loop, pool)
         try:
-            await run_pool(tasks, chain.run_tile, workers, stats, progress=progress)
+            await pool
+        except asyncio.CancelledError:
+            if not (pool.cancelled() and stop.requested):
+                raise  # cancelled from outside, not by our signal handler
         finally:
+            stop.restore()
             window.close()
     finally:
         journal.close()  # flushes what is left
         for gen in generators:
             await gen.aclose()
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, journal.written, stats.done + stats.skipped, len(tasks), stop.forced)
     summary = stats.summary()
     summary.update(
         total=len(tasks),

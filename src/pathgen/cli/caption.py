@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.cli.common import console, fail, interrupted, summary_table, with_options
 
 
 @app.command("caption", rich_help_panel=PIPELINE)
@@ -38,6 +38,7 @@ def caption(
 
     from pathgen.agents.stage import caption_stage
     from pathgen.config import RunConfig
+    from pathgen.engine.runner import Interrupted
     from pathgen.rundir import RunDir
 
     try:
@@ -49,6 +50,8 @@ def caption(
         summary = caption_stage(RunDir(run), cfg, limit=limit, dry_run=dry_run, progress=progress)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
+    except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved, how to resume, 130 / 143
+        raise interrupted(exc) from exc
 
     if dry_run:
         for agent, text in summary["sample_prompts"].items():

@@ -13,9 +13,22 @@ console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print an error without a traceback and return the Exit to raise (bad input, bad config)."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print an error without a traceback and return the Exit to raise (bad input, bad config).
+
+    The message is redacted: it may quote a server's answer or a URL that carries a key.
+    """
+    from rich.markup import escape
+
+    from pathgen.redact import redact
+
+    console.print(f"[bold red]error:[/] {escape(redact(message))}")
     return typer.Exit(code)
+
+
+def interrupted(exc: Exception) -> typer.Exit:
+    """Print how an interrupted stage ended (saved work, how to resume); the Exit carries 128 + signal."""
+    console.print(f"[bold yellow]{exc}[/]", highlight=False)
+    return typer.Exit(getattr(exc, "exit_code", 130))
 
 
 def summary_table(title: str, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Table:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail
+from pathgen.cli.common import console, fail, interrupted
 
 TINY_WARNING = (
     "[bold yellow]The demo uses TINY RANDOM models[/] (embed.encoder=tiny, caption.model=tiny): it proves "
@@ -32,10 +32,13 @@ def _stage_line(stage: str, summary: dict[str, Any], seconds: float) -> None:
 
 
 def _run(cfg: Any, out: Path | None, until: str, limit: int | None) -> dict[str, dict[str, Any]]:
+    from pathgen.engine.runner import Interrupted
     from pathgen.pipeline import PipelineError, run_pipeline
 
     try:
         return run_pipeline(cfg, out, until=until, caption_limit=limit, on_stage=_stage_line)
+    except Interrupted as exc:
+        raise interrupted(exc) from exc
     except PipelineError as exc:
         raise fail(f"stage {exc}", code=1) from exc
     except ValueError as exc:

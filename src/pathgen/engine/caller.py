@@ -2,7 +2,9 @@
 
 Every agent call goes through a :class:`Caller`, so one semaphore bounds the calls in flight across
 all agents and generators, and one :class:`Stats` object feeds the progress display and the final
-summary.
+summary. It is also the one place that can refuse to send: after :meth:`Caller.stop` (Ctrl-C,
+SIGTERM) no request leaves, neither a new call nor a retry, while the requests already sent finish
+and are journalled (they are paid for).
 """
 
 from __future__ import annotations
@@ -52,11 +54,31 @@ class Stats:
         }
 
 
+class Stopped(Exception):
+    """A call was not sent because the run is stopping (not an error of the item: nothing is journalled)."""
+
+
 class Caller:
     def __init__(self, concurrency: int, policy: RetryPolicy, stats: Stats):
         self._sem = asyncio.Semaphore(concurrency)
         self.policy = policy
         self.stats = stats
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Send nothing more: every later attempt (new call, re-ask or retry) raises :class:`Stopped`."""
+        self.stopping = True
+
+    def _send(
+        self,
+        generator: Generator,
+        messages: list[dict[str, Any]],
+        params: GenerationParams,
+        request_id: str | None,
+    ) -> Any:
+        if self.stopping:
+            raise Stopped("stopping: request not sent")
+        return generator.generate(messages, params, request_id)
 
     def _on_retry(self, error: GenerationError, wait: float) -> None:
         self.stats.retries += 1
@@ -69,12 +91,15 @@ class Caller:
         params: GenerationParams,
         request_id: str | None = None,
     ) -> tuple[GenerationResult, int]:
-        """One logical call (with retries); returns the result and the number of HTTP attempts."""
+        """One logical call (with retries); returns the result and the number of HTTP attempts.
+
+        Raises :class:`Stopped` when the run stops before an attempt is sent.
+        """
         async with self._sem:
             self.stats.in_flight += 1
             try:
                 result, attempts = await call_with_retries(
-                    lambda: generator.generate(messages, params, request_id),
+                    lambda: self._send(generator, messages, params, request_id),
                     self.policy,
                     self._on_retry,
                     enforce_timeout=not getattr(generator, "enforces_timeout", False),

@@ -11,7 +11,9 @@ Faults are deterministic: ``faults[agent]`` is a list applied to the 1st, 2nd, .
 ``429`` (with Retry-After), ``500``, ``slow`` (answers after ``slow_s``), ``malformed`` (bad JSON
 body), ``drop`` (closes the connection), ``truncated`` (finish_reason=length, text cut), ``refusal``,
 ``loop`` (a repetition loop), ``french`` (wrong language), ``empty``, ``invalid_json`` (revise answers
-prose), ``long`` (summarize answers a far too long caption).
+prose), ``long`` (summarize answers a far too long caption), ``echo_auth`` (a 401 whose body echoes
+the request's headers, Authorization included, as careless servers and proxies do).
+Each log entry keeps the request's Authorization header (``auth``), so a test can check what was sent.
 
 Run it alone: ``python -m pathgen.engine.fakeserver --port 8000 --latency 0.5 2 --concurrency 64``.
 """
@@ -187,6 +189,7 @@ class FakeServer:
         self.seen[rid] += 1
         fault = self._fault(agent, rid, nth)
         entry = {"request_id": rid, "agent": agent, "fault": fault, "ok": False, "t": time.time()}
+        entry["auth"] = headers.get("authorization")
         if fault == "429":
             self.log.append(entry)
             extra = {"Retry-After": f"{self.config.retry_after:g}"}
@@ -194,6 +197,11 @@ class FakeServer:
         if fault == "500":
             self.log.append(entry)
             return await self._send(writer, 500, {"error": {"message": "internal error"}})
+        if fault == "echo_auth":
+            self.log.append(entry)
+            echoed = {"authorization": headers.get("authorization"), **headers}  # first: within any cut
+            error = {"message": "invalid credentials", "request_headers": echoed}
+            return await self._send(writer, 401, {"error": error})
         if fault == "drop":
             self.log.append(entry)
             return False
@@ -276,9 +284,13 @@ class FakeServer:
     async def _send_raw(
         writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None
     ) -> bool:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(
-            status, "Error"
-        )
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            404: "Not Found",
+            429: "Too Many Requests",
+        }.get(status, "Error")
         head = [
             f"HTTP/1.1 {status} {reason}",
             "Content-Type: application/json",

@@ -10,6 +10,10 @@ UNIQUE constraint on the readable columns: a re-run finds its work done, a row i
 duplicated, and changing one agent's prompt or model changes its keys and those of the agents
 after it, and nothing before it.
 
+Server-written text (``output``, ``error``) passes through :func:`pathgen.redact.redact` on the
+way in: a key echoed by a server never reaches the file. ``written`` counts the rows put by this
+process (what an interrupted run reports as saved).
+
 Statuses: ``ok``, ``truncated`` (caption cut to fit), ``rejected`` (output checks failed after every
 re-ask: final) and ``error`` (transport failure after every retry: retried by the next run).
 """
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pathgen.redact import redact
 from pathgen.rundir import fingerprint
 
 FINAL = ("ok", "truncated", "rejected")
@@ -48,6 +53,8 @@ COLUMNS = (
     "created_at",
 )
 _JSON_COLUMNS = (COLUMNS.index("data"), COLUMNS.index("flags"))
+# Text a server wrote (an error body may echo the Authorization header): secrets masked before storing.
+_REDACTED_COLUMNS = (COLUMNS.index("output"), COLUMNS.index("error"))
 _CREATED_AT = COLUMNS.index("created_at")
 
 SCHEMA = """
@@ -103,6 +110,7 @@ class Journal:
         self.deferred = False
         self.on_defer: Callable[[], None] | None = None  # called after each deferred put
         self._pending: list[list[Any]] = []
+        self.written = 0  # rows put by this process
 
     def close(self) -> None:
         self.flush()
@@ -122,6 +130,7 @@ class Journal:
         few tens of milliseconds from one task: one transaction for all rows of a tick).
         """
         values = self._values(row)
+        self.written += 1
         if self.deferred:
             self._pending.append(values)
             if self.on_defer is not None:
@@ -151,6 +160,9 @@ class Journal:
             value = values[i]
             if value is not None and not isinstance(value, str):
                 values[i] = "[]" if value == [] else json.dumps(value, ensure_ascii=False)
+        for i in _REDACTED_COLUMNS:
+            if values[i]:
+                values[i] = redact(str(values[i]))
         if values[_CREATED_AT] is None:
             values[_CREATED_AT] = time.time()
         return values

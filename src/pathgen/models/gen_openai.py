@@ -32,6 +32,7 @@ from pathgen.models.generators import (
     replace_images,
     within,
 )
+from pathgen.redact import url_auth_header
 
 if TYPE_CHECKING:
     import httpx
@@ -82,7 +83,7 @@ class OpenAIGenerator:
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self.image_size = image_size
         self.jpeg_quality = jpeg_quality
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **url_auth_header(base_urls)}  # user:pass@ -> Basic
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
