@@ -2,17 +2,25 @@
 
 Stages never build paths by hand; they ask a :class:`RunDir`. Every file is written atomically
 (temporary file in the same folder, then ``os.replace``), so a killed run never leaves a
-half-written artifact that a later stage would trust. Stage completion is recorded as a small
-JSON marker holding a fingerprint of the inputs and arguments: a second run with the same
-fingerprint is skipped, a changed one redoes the stage.
+half-written artifact that a later stage would trust; a whole folder (a dataset) is written beside
+its final place and swapped in (:func:`replacing_dir`). Files and folders get the modes the umask
+allows (``mkstemp`` alone would make every artifact private to its owner). Stage completion is
+recorded as a small JSON marker holding a fingerprint of the inputs and arguments: a second run
+with the same fingerprint is skipped, a changed one redoes the stage.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +28,37 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it can only be read by setting it, so the
+    set-and-restore runs under a lock (other threads of this process that create files meanwhile
+    would otherwise see a wrong mask).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` would give a new folder: 0o777 less the umask."""
+    return 0o777 & ~current_umask()
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -45,13 +84,126 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; the renamed file must be as shared as any other
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but owned by someone else
+        return True
+    return True
+
+
+def clean_leftover_dirs(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed :func:`replacing_dir` of ``final`` left beside it; returns what went.
+
+    Only folders named by :func:`replacing_dir` whose process is gone are touched. A previous
+    version moved aside (``.NAME.old-*``) while ``final`` is missing is put back, not deleted: the
+    run died between the two renames of a swap, and the old dataset is the only complete one.
+    """
+    final = Path(final)
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for entry in sorted(final.parent.iterdir()):
+        match = _LEFTOVER.match(entry.name)
+        if not match or match["name"] != final.name or not entry.is_dir() or entry.is_symlink():
+            continue
+        if _pid_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not final.exists() and not final.is_symlink():
+            os.rename(entry, final)
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the OS, C library or filesystem cannot do it; the caller then falls back to
+    two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_in_dir(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final``, replacing what is there as one step where possible.
+
+    With ``renameat2`` a reader sees the old folder or the new one, never neither; otherwise the
+    old folder is renamed aside first, so for a moment ``final`` is missing (never mixed), and
+    :func:`clean_leftover_dirs` puts it back if the process dies right then.
+    """
+    if not final.exists() and not final.is_symlink():
+        os.rename(new, final)
+        return
+    if _exchange(new, final):
+        shutil.rmtree(new)  # now holds the previous version
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{os.getpid()}-", dir=final.parent))
+    os.rename(final, aside)  # onto the empty folder mkdtemp made: a name nobody else can take
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+    shutil.rmtree(aside)
+
+
+@contextmanager
+def replacing_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty sibling folder of ``final``; on success it replaces ``final`` as a whole.
+
+    Why: a folder of many files (a dataset) rewritten in place is a mix of old and new files
+    while it is written, and stays one if the writer dies. Writing beside it (same filesystem,
+    so the swap is a rename) means a reader sees the old version or the new one. On error the new
+    folder is removed and ``final`` is untouched; leftovers of killed runs are removed first.
+    A symlinked ``final`` is resolved, so the folder it points to is replaced and the link stays.
+    """
+    final = Path(final)
+    target = final.resolve() if final.is_symlink() else final
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftover_dirs(target)
+    new = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        os.chmod(new, dir_mode())  # mkdtemp makes 0700
+        yield new
+        swap_in_dir(new, target)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
         raise
 
 

@@ -252,3 +252,79 @@ def test_wds_and_parquet_never_write_outside(crc_patches, tmp_path):
     with pytest.raises(ValueError, match="columns: img, text"):
         ingest("table", tmp_path / "t.parquet", out, "bad", image_col="nope")
     assert not (out / "bad").exists(), "bad configuration fails before anything is written"
+
+
+def _shard_meta(folder: Path) -> list[dict]:
+    metas = []
+    for tar_path in sorted((folder / "shards").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            metas += [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
+    return metas
+
+
+def test_table_image_paths_stay_inside_the_image_folder(crc_patches, tmp_path):
+    """Absolute paths elsewhere need --allow-absolute-paths; `..` and symlinks out are always refused;
+    refusals are per-row skips; what is recorded is relative to the image folder."""
+    from typer.testing import CliRunner
+
+    from pathgen.cli import app
+
+    imgs = _crc(crc_patches, 5)
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    imgs[0].save(root / "sub" / "a.png")
+    imgs[1].save(root / "b.png")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    imgs[2].save(outside / "private.png")
+    imgs[3].save(outside / "linked.png")
+    (root / "link.png").symlink_to(outside / "linked.png")
+    rows = [
+        ("Relative, with a detour.", "sub/../sub/a.png"),
+        ("Absolute, inside the image folder.", str(root / "b.png")),
+        ("Absolute, outside the image folder.", str(outside / "private.png")),
+        ("A system file.", "/etc/passwd"),
+        ("Climbs out.", "../elsewhere/private.png"),
+        ("A symlink pointing out.", "link.png"),
+    ]
+    csv_path = tmp_path / "table.csv"
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption"), *[(p, c) for c, p in rows]])
+    out = tmp_path / "pairs"
+
+    report = ingest("table", csv_path, out, "t", images=root)
+    assert report["done"] == 2
+    assert report["skipped_by_reason"] == {"absolute_path_refused": 2, "path_escapes_image_root": 2}
+    recorded = sorted(m["extra_image_path"] for m in _shard_meta(out / "t"))
+    assert recorded == ["b.png", "sub/a.png"], "only paths relative to the image folder are recorded"
+    assert str(tmp_path) not in (out / "t" / "index.parquet").read_bytes().decode("latin-1")
+
+    allowed = ingest(
+        "table", csv_path, out, "t2", images=root, allow_absolute_paths=True, keep_exact_duplicates=True
+    )
+    assert allowed["done"] == 3  # private.png read where it is; /etc/passwd is no image
+    assert allowed["skipped_by_reason"] == {"corrupt_image": 1, "path_escapes_image_root": 2}
+
+    # The CLI: refused rows are counted, the run goes on; all refused -> says how to allow them.
+    only_abs = tmp_path / "abs.csv"
+    only_abs.write_text(f"image,caption\n{outside / 'private.png'},Outside.\n")
+    args = ["ingest", "table", str(only_abs), "--images", str(root), "--out", str(out), "--name", "a"]
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "absolute_path_refused" in text and "--allow-absolute-paths" in text
+    result = CliRunner().invoke(app, [*args, "--allow-absolute-paths", "--keep-exact-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "a" / "report.json").read_text())["done"] == 1
+
+
+def test_arch_images_symlinked_out_of_the_folder_are_refused(crc_patches, tmp_path):
+    imgs = _crc(crc_patches, 2)
+    images = tmp_path / "images"
+    images.mkdir()
+    imgs[0].save(images / "u0.png")
+    imgs[1].save(tmp_path / "secret.png")
+    (images / "u1.png").symlink_to(tmp_path / "secret.png")
+    captions = {str(i): {"caption": f"Figure {i}.", "uuid": f"u{i}"} for i in range(2)}
+    (tmp_path / "captions.json").write_text(json.dumps(captions))
+    report = ingest("arch", tmp_path / "captions.json", tmp_path / "pairs", "arch", images=images)
+    assert report["done"] == 1 and report["skipped_by_reason"] == {"path_escapes_image_root": 1}

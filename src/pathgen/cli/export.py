@@ -86,6 +86,7 @@ def export(
         raise fail(
             "give a run directory (pathgen export RUN) or --from-pathgen-json FILE --slides DIR --out DIR"
         )
+    from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.stage import ExportError, export_stage
     from pathgen.rundir import RunDir
 
@@ -94,12 +95,15 @@ def export(
         summary = export_stage(rundir, cfg)
     except ExportError as exc:  # nothing exported: the previous export is untouched
         raise fail(str(exc), code=1) from exc
+    except DatasetFolderError as exc:  # RUN/export holds files pathgen did not write
+        raise fail(str(exc)) from exc
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
     print_export_summary(summary, rundir.export)
 
 
 def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any) -> None:
+    from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.materialise import materialise
 
     if slides is None or out is None:
@@ -120,6 +124,8 @@ def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size
             gallery_max=cfg.gallery_max_items,
             workers=cfg.workers,
         )
+    except DatasetFolderError as exc:  # --out holds files pathgen did not write
+        raise fail(str(exc)) from exc
     except ValueError as exc:
         raise fail(f"{source}: {exc}") from exc
     print_export_summary(summary, out)

@@ -34,6 +34,11 @@ def ingest(
         False, help="also list the --against folders in mix.yaml (off: stage 2 is existing pairs only)"
     ),
     weight: float = typer.Option(1.0, help="upsampling factor of this set in mix.yaml"),
+    allow_absolute_paths: bool = typer.Option(
+        False,
+        "--allow-absolute-paths",
+        help="quilt/table: also read absolute image paths outside --images (refused by default)",
+    ),
 ) -> None:
     """Normalise Quilt-1M, CSV/parquet, ARCH or webdataset pairs into pathgen shards (with a `source` tag).
 
@@ -64,6 +69,7 @@ def ingest(
             against=against,
             mix_against=mix_against,
             weight=weight,
+            allow_absolute_paths=allow_absolute_paths,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc

@@ -2,13 +2,22 @@
 
 Why: the export stage, ``export --from-pathgen-json`` and ``ingest`` differ only in where pairs come
 from; this is the one place that decides what a pathgen dataset folder contains.
+
+A dataset is never rewritten in place: it is written whole into a sibling folder and swapped in
+(:func:`staged_dataset`), so a reader (training, ``ingest --against``, the gallery) sees the
+previous dataset or the new one, never a mix of shards, even when the writer is killed. The swap
+deletes the previous folder, so only a folder pathgen wrote may be replaced
+(:func:`check_dataset_folder`); its mark is ``.pathgen-dataset.json``, written last.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +25,78 @@ from pathgen.export.card import TINY_WARNING, write_card
 from pathgen.export.gallery import write_gallery
 from pathgen.export.shards import brace_pattern
 from pathgen.export.writer import Pair, write_index, write_pairs
-from pathgen.rundir import atomic_write
+from pathgen.rundir import atomic_write, replacing_dir, write_json
 
-DATASET_FILES = ("index.parquet", "README.md", "gallery.html", "shards/sizes.json")
+MARKER = ".pathgen-dataset.json"
+DATASET_SCHEMA = 1
+DATASET_FILES = ("index.parquet", "README.md", "gallery.html", "shards/sizes.json", MARKER)
+#: Every top-level name a pathgen dataset folder may hold (export, materialise and ingest outputs).
+DATASET_ENTRIES = frozenset(
+    {
+        "index.parquet",
+        "README.md",
+        "gallery.html",
+        "shards",
+        "card",
+        "pathgen.json",
+        "errors.json",
+        "report.json",
+        "duplicates.parquet",
+        MARKER,
+    }
+)
+_ATOMIC_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # a killed atomic write's temporary file
+SHOWN_FOREIGN = 5
+
+
+class DatasetFolderError(ValueError):
+    """The output folder holds something pathgen did not write, so it will not replace it."""
+
+
+def check_dataset_folder(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is absent, empty, or a dataset folder pathgen wrote.
+
+    Why: replacing a dataset deletes the previous folder as a whole. A user's ``--out`` that holds
+    anything else (or a folder that only happens to have a README.md) must never be deleted.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DatasetFolderError(f"{out} is a file, not a dataset folder; choose another output folder")
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    foreign = [n for n in names if n not in DATASET_ENTRIES and not _ATOMIC_TEMP.match(n)]
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN_FOREIGN]) + (" ..." if len(foreign) > SHOWN_FOREIGN else "")
+        raise DatasetFolderError(
+            f"{out} holds files pathgen did not write ({shown}); a dataset folder is replaced as a "
+            "whole and pathgen never deletes other files: choose a new or empty folder, or move them"
+        )
+    if not {MARKER, "index.parquet", "shards"} & set(names):
+        raise DatasetFolderError(
+            f"{out} is not a dataset folder pathgen wrote (no {MARKER}, index.parquet or shards/), "
+            "so it will not be replaced: choose a new or empty folder"
+        )
+
+
+@contextmanager
+def staged_dataset(out: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``out`` to write a whole dataset into; on success it becomes ``out``.
+
+    Everything a caller writes (shards, index, card, its own reports) goes into the yielded folder;
+    the mark is written last, then the folder is swapped in and the previous one deleted. On error
+    (or when killed) ``out`` is left exactly as it was; a killed run's folder is removed next time.
+    """
+    out = Path(out)
+    check_dataset_folder(out)
+    with replacing_dir(out) as staging:
+        yield staging
+        write_json(
+            staging / MARKER,
+            {"pathgen_dataset": DATASET_SCHEMA, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
 
 
 def released_from_index(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -61,31 +139,42 @@ def write_dataset(
     skipped: Mapping[str, int] | Callable[[], Mapping[str, int]] | None = None,
     extra: Mapping[str, Any] | None = None,
     released: bool = False,
+    into: Path | None = None,
 ) -> dict[str, Any]:
-    """Write everything under ``out``; returns counts and the shard pattern for training.
+    """Write the dataset whose place is ``out``; returns counts and the shard pattern for training.
 
     ``skipped`` (reason -> count) goes into the card; pass a callable when the pipeline that feeds
-    ``pairs`` only learns about failures while it is being consumed.
+    ``pairs`` only learns about failures while it is being consumed. ``into`` is the folder of a
+    :func:`staged_dataset` of ``out`` for callers that add files of their own before the swap;
+    without it the dataset is staged and swapped in here. Shards that ``out`` already holds with
+    the same content are linked (or copied) into the new folder, not encoded again.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    if into is None:
+        with staged_dataset(out) as staging:
+            return write_dataset(
+                out, pairs, title=title, per_shard=per_shard, quality=quality, expected=expected,
+                gallery_max=gallery_max, page_size=page_size, skipped=skipped, extra=extra,
+                released=released, into=staging,
+            )  # fmt: skip
     result = write_pairs(
         pairs,
-        out / "shards",
+        into / "shards",
         per_shard=per_shard,
         quality=quality,
         expected=expected,
         gallery_max=gallery_max,
+        reuse=Path(out) / "shards",
     )
-    write_index(result.index, out / "index.parquet")
+    write_index(result.index, into / "index.parquet")
     if released:
         records = released_from_index(result.index)
         lines = ",\n".join(json.dumps(r, ensure_ascii=False) for r in records)  # one record a line
-        atomic_write(out / "pathgen.json", f"[\n{lines}\n]\n" if records else "[]\n")
+        atomic_write(into / "pathgen.json", f"[\n{lines}\n]\n" if records else "[]\n")
     # ``skipped`` may be a callable: pairs dropped while streaming are only known now.
     skipped_now = dict((skipped() if callable(skipped) else skipped) or {})
-    write_card(out, result.index, result.agents, title=title, skipped=skipped_now, extra=extra)
+    write_card(into, result.index, result.agents, title=title, skipped=skipped_now, extra=extra)
     write_gallery(
-        out / "gallery.html",
+        into / "gallery.html",
         result.gallery,
         title=title,
         total=len(result.index),

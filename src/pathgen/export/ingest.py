@@ -10,7 +10,10 @@ Finally ``out_root/mix.yaml`` (see :mod:`pathgen.export.mixing`) is refreshed to
 under ``out_root`` (``against`` folders only when asked: they are usually stage 1's own pairs).
 
 Bad input never stops an ingest and nothing is written outside ``out_root/name``: the sample key
-is made by pathgen, never taken from a path or tar member name.
+is made by pathgen, never taken from a path or tar member name. Nothing is read from outside the
+image folder either (``..``, symlinks and absolute paths elsewhere are per-row skips) unless
+``allow_absolute_paths`` is given. ``out_root/name`` is replaced as a whole when the new set is
+complete, never rewritten in place.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from pathgen.export.dataset import peek_nonempty, write_dataset
+from pathgen.export.dataset import check_dataset_folder, peek_nonempty, staged_dataset, write_dataset
 from pathgen.export.dedup import dhash, near_pairs, pixel_sha256, same_hash_groups
 from pathgen.export.mixing import dataset_name, refresh_manifest
 from pathgen.export.readers import RawPair, read_source
@@ -70,7 +73,11 @@ def load_image(raw: RawPair) -> tuple[Image.Image | None, str | None]:
 
 
 def _other_indexes(out_root: Path, name: str, against: Sequence[Path]) -> list[tuple[str, Path]]:
-    found = [(p.parent.name, p) for p in sorted(out_root.glob("*/index.parquet")) if p.parent.name != name]
+    found = [
+        (p.parent.name, p)
+        for p in sorted(out_root.glob("*/index.parquet"))
+        if p.parent.name != name and not p.parent.name.startswith(".")  # not a set being written
+    ]
     for folder in against:
         idx = Path(folder) / "index.parquet"
         if idx.exists() and idx.resolve() not in {p.resolve() for _, p in found}:
@@ -96,6 +103,7 @@ def ingest(
     mix_against: bool = False,
     weight: float = 1.0,
     max_caption_chars: int = MAX_CAPTION_CHARS,
+    allow_absolute_paths: bool = False,
 ) -> dict[str, Any]:
     """Ingest one source; returns the report (also written to ``out_root/name/report.json``).
 
@@ -103,7 +111,8 @@ def ingest(
     ``mix_against`` (the mix is for stage 2, whose data must not be stage 1's pairs again). A source
     that yields no pair writes nothing (an earlier set of that name stays) and the report says
     ``written: False``; ``replaced`` names the earlier input when a set of the same name but another
-    source is replaced.
+    source is replaced. Image paths are read only inside the image folder unless
+    ``allow_absolute_paths`` (see :func:`pathgen.export.readers.read_source`).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -114,6 +123,7 @@ def ingest(
 
     name = safe_key(name)
     out = Path(out_root) / name
+    check_dataset_folder(out)  # before reading anything
     skipped: Counter = Counter()
     examples: dict[str, str] = {}
     seen: dict[str, str] = {}  # pixel sha256 -> "source:key" of the first copy
@@ -122,7 +132,7 @@ def ingest(
             seen.setdefault(row["pixel_sha256"], f"{other}:{row['key']}")
     exact: list[dict[str, Any]] = []
     keys: set[str] = set()
-    raws = read_source(fmt, path, images, image_col, text_col)
+    raws = read_source(fmt, path, images, image_col, text_col, allow_absolute_paths=allow_absolute_paths)
 
     def skip(raw: RawPair, reason: str) -> None:
         reason_key = reason.split(":", 1)[0]
@@ -168,36 +178,39 @@ def ingest(
     stream = peek_nonempty(pairs())
     if stream is None:
         return _empty_report(name, fmt, path, skipped, examples, exact)
-    summary = write_dataset(
-        out,
-        stream,
-        title=f"pathgen ingest: {name} ({fmt})",
-        per_shard=per_shard,
-        quality=quality,
-        skipped=lambda: dict(skipped),
-        extra={"format": fmt, "input": str(path)},
-    )
-    near = _near_duplicates(out, name, _other_indexes(Path(out_root), name, against), near_threshold)
-    dups = exact + near
-    write_parquet(pa.Table.from_pylist(dups, schema=dup_schema), out / "duplicates.parquet")
-    report = {
-        "source": name,
-        "format": fmt,
-        "input": str(path),
-        "done": summary["pairs"],
-        "skipped": sum(skipped.values()),
-        "failed": 0,
-        "skipped_by_reason": dict(sorted(skipped.items())),
-        "skip_examples": examples,
-        "exact_duplicates": len(exact),
-        "near_duplicates": len(near),
-        "near_threshold": near_threshold,
-        **summary,
-        "input_resolved": _input_of(fmt, path)["input"],
-        "written": True,
-        "replaced": previous if previous and previous != _input_of(fmt, path) else None,
-    }
-    write_json(out / "report.json", report)
+    with staged_dataset(out) as staging:
+        summary = write_dataset(
+            out,
+            stream,
+            title=f"pathgen ingest: {name} ({fmt})",
+            per_shard=per_shard,
+            quality=quality,
+            skipped=lambda: dict(skipped),
+            extra={"format": fmt, "input": str(path)},
+            into=staging,
+        )
+        others = _other_indexes(Path(out_root), name, against)
+        near = _near_duplicates(staging, name, others, near_threshold)
+        dups = exact + near
+        write_parquet(pa.Table.from_pylist(dups, schema=dup_schema), staging / "duplicates.parquet")
+        report = {
+            "source": name,
+            "format": fmt,
+            "input": str(path),
+            "done": summary["pairs"],
+            "skipped": sum(skipped.values()),
+            "failed": 0,
+            "skipped_by_reason": dict(sorted(skipped.items())),
+            "skip_examples": examples,
+            "exact_duplicates": len(exact),
+            "near_duplicates": len(near),
+            "near_threshold": near_threshold,
+            **summary,
+            "input_resolved": _input_of(fmt, path)["input"],
+            "written": True,
+            "replaced": previous if previous and previous != _input_of(fmt, path) else None,
+        }
+        write_json(staging / "report.json", report)
     mixed = list(against) if mix_against else []
     manifest = refresh_manifest(Path(out_root), weights={name: weight}, external=mixed)
     return {**report, "manifest": str(manifest) if manifest else None}
@@ -253,6 +266,11 @@ def explain_empty(report: dict[str, Any], source: str | Path, images: Path | Non
         msg += (
             f". Every image was missing: without --images, relative image paths are resolved against "
             f"{base}; pass --images FOLDER (the folder the paths are relative to)"
+        )
+    if reasons.get("absolute_path_refused"):
+        msg += (
+            ". Absolute image paths outside the image folder are not read: pass --images FOLDER "
+            "(the folder holding them), or --allow-absolute-paths to read them where they are"
         )
     return msg
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pathgen.export.dataset import write_dataset
+from pathgen.export.dataset import check_dataset_folder, staged_dataset, write_dataset
 from pathgen.export.reading import SlideJob, read_jobs
 from pathgen.export.records import read_released
 from pathgen.export.shards import tile_key
@@ -88,7 +88,12 @@ def materialise(
     reader: str = "auto",
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Write ``out/`` (shards, index, pathgen.json of what was materialised, card, gallery, report)."""
+    """Write ``out/`` (shards, index, pathgen.json of what was materialised, card, gallery, report).
+
+    ``out`` is replaced as a whole once everything is written (see
+    :func:`~pathgen.export.dataset.staged_dataset`); a folder pathgen did not write is refused.
+    """
+    check_dataset_folder(out)
     records = read_released(source)
     finder = SlideFinder(slides_dir)
     problems: list[dict[str, Any]] = []
@@ -141,19 +146,24 @@ def materialise(
                 yield Pair(meta=meta, jpeg=patch.jpeg, hashes=patch.hashes)
 
     expected = sum(len(items) for _, items in plan)
-    summary = write_dataset(
-        out,
-        pairs(),
-        title=f"PathGen release materialised: {Path(source).name}",
-        per_shard=per_shard,
-        quality=quality,
-        expected=expected,
-        gallery_max=gallery_max,
-        skipped=lambda: _reasons(problems),
-        extra={"slides folder": str(slides_dir), "patch": f"{patch_size} px at level 0 -> {image_size} px"},
-        released=True,
-    )
-    write_json(out / "errors.json", problems)
+    with staged_dataset(out) as staging:
+        summary = write_dataset(
+            out,
+            pairs(),
+            title=f"PathGen release materialised: {Path(source).name}",
+            per_shard=per_shard,
+            quality=quality,
+            expected=expected,
+            gallery_max=gallery_max,
+            skipped=lambda: _reasons(problems),
+            extra={
+                "slides folder": str(slides_dir),
+                "patch": f"{patch_size} px at level 0 -> {image_size} px",
+            },
+            released=True,
+            into=staging,
+        )
+        write_json(staging / "errors.json", problems)
     return {
         "records": len(records),
         "done": summary["pairs"],

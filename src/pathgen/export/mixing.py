@@ -193,7 +193,11 @@ def refresh_manifest(
     def weight_of(name: str) -> float:
         return float((weights or {}).get(name, old.get(name, {}).get("weight", 1.0)))
 
-    local = [sizes.parent.parent for sizes in sorted(Path(root).glob("*/shards/sizes.json"))]
+    local = [
+        sizes.parent.parent
+        for sizes in sorted(Path(root).glob("*/shards/sizes.json"))
+        if not sizes.parent.parent.name.startswith(".")  # a set being written (or a killed one)
+    ]
     entries = [dataset_entry(f, f.name, weight_of(f.name)) for f in local if _n_samples(f) > 0]
     for folder in external:
         ext_name = dataset_name(folder)

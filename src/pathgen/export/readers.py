@@ -6,6 +6,13 @@ Formats (``FORMATS``):
   relative to ``images`` (the folder holding Quilt-1M's ``quilt_1m/`` images).
 - ``table``: any CSV or parquet with an image column (a path relative to ``images``, or encoded bytes,
   or a Hugging Face ``{"bytes", "path"}`` struct) and a text column.
+
+Image paths are confined to the image folder (``images``; for tables without it, the table's
+folder): a path that leaves it (``..``, a symlink pointing out, an absolute path elsewhere) is a
+per-record problem, never read, so a table cannot make pathgen copy ``/etc/shadow`` or a
+neighbour's files into a dataset. Absolute paths outside the folder are read only with
+``allow_absolute_paths``. What a record keeps (``image_path``) is relative to the image folder;
+only an allowed absolute path outside it is kept as given.
 - ``arch``: ARCH's ``captions.json`` (``{"0": {"caption", "uuid", "figure_id"?, "letter"?}}``) with
   images named ``<uuid>.<png|jpg|jpeg>`` in ``images`` (default: ``images/`` beside the JSON).
 - ``wds``: existing webdataset shards (a tar, a folder of tars, or a brace pattern).
@@ -41,16 +48,30 @@ class RawPair:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve(images: Path | None, value: str) -> tuple[Path | None, str | None]:
-    """A record's image path inside ``images``; refuses relative paths that climb out of it."""
-    p = Path(value)
-    if p.is_absolute() or images is None:
-        return p, None
-    root = images.resolve()
-    full = (root / p).resolve()
-    if full != root and root not in full.parents:
-        return None, "path_escapes_image_root"
-    return full, None
+def _inside(root: Path, full: Path) -> bool:
+    return full == root or root in full.parents
+
+
+def resolve_image(
+    root: Path, value: str, allow_absolute: bool = False
+) -> tuple[Path | None, str | None, str]:
+    """``(file, problem, recorded)`` for an image path of a record, read against the image folder ``root``.
+
+    Everything is resolved (``..`` and symlinks included) before the containment check. Inside the
+    folder: the file and its path relative to the folder. A relative path that leaves it:
+    ``path_escapes_image_root``. An absolute path elsewhere: ``absolute_path_refused`` unless
+    ``allow_absolute`` (then read where it points and recorded as given).
+    """
+    root = Path(root).resolve()
+    given = Path(value)
+    full = (root / given).resolve()  # an absolute ``given`` replaces root
+    if _inside(root, full):
+        return full, None, full.relative_to(root).as_posix() if full != root else "."
+    if not given.is_absolute():
+        return None, "path_escapes_image_root", value
+    if allow_absolute:
+        return full, None, value
+    return None, "absolute_path_refused", value
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str) -> str:
@@ -65,9 +86,16 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 
 
 def read_table(
-    path: Path, images: Path | None, image_col: str | None = None, text_col: str | None = None
+    path: Path,
+    images: Path | None,
+    image_col: str | None = None,
+    text_col: str | None = None,
+    allow_absolute_paths: bool = False,
 ) -> Iterator[RawPair]:
-    """CSV or parquet, one pair per row; columns are checked now, rows are read lazily."""
+    """CSV or parquet, one pair per row; columns are checked now, rows are read lazily.
+
+    Image paths are read inside ``images`` (default: the table's folder), see :func:`resolve_image`.
+    """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -78,10 +106,10 @@ def read_table(
     columns = table.column_names
     icol = _pick(columns, image_col, _IMAGE_COLS, "image")
     tcol = _pick(columns, text_col, _TEXT_COLS, "text")
-    return _table_rows(table, icol, tcol, images or path.parent)
+    return _table_rows(table, icol, tcol, images or path.parent, allow_absolute_paths)
 
 
-def _table_rows(table: Any, icol: str, tcol: str, images: Path) -> Iterator[RawPair]:
+def _table_rows(table: Any, icol: str, tcol: str, images: Path, allow_absolute: bool) -> Iterator[RawPair]:
     for i, row in enumerate(table.to_pylist()):
         # Extras as strings ("" for empty cells): one schema for every sample of the set.
         extra = {
@@ -97,15 +125,15 @@ def _table_rows(table: Any, icol: str, tcol: str, images: Path) -> Iterator[RawP
         if isinstance(value, (bytes, bytearray)):
             yield RawPair(rid, caption, data=bytes(value), extra=extra)
         elif isinstance(value, str) and value.strip():
-            full, problem = _resolve(images, value.strip())
-            yield RawPair(rid, caption, path=full, problem=problem, extra={**extra, "image_path": value})
+            full, problem, recorded = resolve_image(images, value.strip(), allow_absolute)
+            yield RawPair(rid, caption, path=full, problem=problem, extra={**extra, "image_path": recorded})
         else:
             yield RawPair(rid, caption, problem="missing_image", extra=extra)
 
 
-def read_quilt(path: Path, images: Path | None) -> Iterator[RawPair]:
+def read_quilt(path: Path, images: Path | None, allow_absolute_paths: bool = False) -> Iterator[RawPair]:
     """The Quilt-1M lookup CSV: ``caption`` and ``image_path`` columns, the rest kept as extra."""
-    return read_table(path, images, image_col="image_path", text_col="caption")
+    return read_table(path, images, "image_path", "caption", allow_absolute_paths)
 
 
 def read_arch(path: Path, images: Path | None) -> Iterator[RawPair]:
@@ -121,10 +149,15 @@ def read_arch(path: Path, images: Path | None) -> Iterator[RawPair]:
 
 def _arch_rows(data: dict[str, Any], images: Path) -> Iterator[RawPair]:
     by_stem: dict[str, Path] = {}
+    escaping: set[str] = set()  # symlinks in the image folder that point out of it
     if images.is_dir():
-        for f in images.iterdir():
+        root = images.resolve()
+        for f in sorted(images.iterdir()):
             if f.suffix.lower().lstrip(".") in IMAGE_EXTS:
-                by_stem.setdefault(f.stem, f)
+                if _inside(root, f.resolve()):
+                    by_stem.setdefault(f.stem, f.resolve())
+                else:
+                    escaping.add(f.stem)
     for idx in sorted(data, key=lambda k: (len(k), k)):
         rec = data[idx] if isinstance(data[idx], dict) else {}
         uuid = str(rec.get("uuid") or "")
@@ -132,9 +165,8 @@ def _arch_rows(data: dict[str, Any], images: Path) -> Iterator[RawPair]:
         caption = rec.get("caption")
         caption = None if caption is None else str(caption)
         found = by_stem.get(uuid) if uuid else None
-        yield RawPair(
-            uuid or f"idx{idx}", caption, path=found, problem=None if found else "missing_image", extra=extra
-        )
+        problem = None if found else ("path_escapes_image_root" if uuid in escaping else "missing_image")
+        yield RawPair(uuid or f"idx{idx}", caption, path=found, problem=problem, extra=extra)
 
 
 def _expand(spec: str) -> list[Path]:
@@ -182,11 +214,14 @@ def read_source(
     images: Path | None = None,
     image_col: str | None = None,
     text_col: str | None = None,
+    allow_absolute_paths: bool = False,
 ) -> Iterator[RawPair]:
+    """The records of one source; ``allow_absolute_paths`` lets quilt/table rows read images
+    anywhere by absolute path (arch finds images by name, wds holds them: neither takes paths)."""
     if fmt == "quilt":
-        return read_quilt(Path(path), images)
+        return read_quilt(Path(path), images, allow_absolute_paths)
     if fmt == "table":
-        return read_table(Path(path), images, image_col, text_col)
+        return read_table(Path(path), images, image_col, text_col, allow_absolute_paths)
     if fmt == "arch":
         return read_arch(Path(path), images)
     if fmt == "wds":

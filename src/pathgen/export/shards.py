@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
+import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from pathgen.rundir import atomic_path, fingerprint, write_json
+from pathgen.rundir import atomic_path, file_mode, fingerprint, write_json
 
 #: mtime stamped on every tar member (2024-01-01T00:00:00Z): deterministic bytes, plausible dates.
 TAR_MTIME = 1704067200
@@ -130,11 +133,15 @@ class ShardResult:
     kept: int
 
 
-def write_shards(samples: Iterable[Sample], out_dir: Path, per_shard: int) -> ShardResult:
+def write_shards(
+    samples: Iterable[Sample], out_dir: Path, per_shard: int, reuse: Path | None = None
+) -> ShardResult:
     """Cut ``samples`` into shards of ``per_shard``; keep shards whose stats fingerprint matches.
 
-    Returns shard names in order, their sizes, and how many shards were (re)written or kept.
-    Stale shards from an earlier, larger export are removed so the folder holds exactly this set.
+    A matching shard is kept where it is, or, when it lies in ``reuse`` (the previous version of a
+    dataset being rewritten into a new folder), hard-linked (else copied) from there. Returns shard
+    names in order, their sizes, and how many shards were (re)written or kept. Stale shards from an
+    earlier, larger export are removed so the folder holds exactly this set.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
@@ -143,8 +150,14 @@ def write_shards(samples: Iterable[Sample], out_dir: Path, per_shard: int) -> Sh
     for index, chunk in enumerate(_chunks(samples, per_shard)):
         name = shard_name(index)
         fp = fingerprint([s.digest() for s in chunk])
-        stats_path = out_dir / f"{index:05d}_stats.json"
+        stats_name = f"{index:05d}_stats.json"
+        stats_path = out_dir / stats_name
         if (out_dir / name).exists() and _stats_fp(stats_path) == fp:
+            kept += 1
+        elif reuse is not None and (reuse / name).exists() and _stats_fp(reuse / stats_name) == fp:
+            stats_path.unlink(missing_ok=True)
+            _link_or_copy(reuse / name, out_dir / name)
+            _link_or_copy(reuse / stats_name, stats_path)
             kept += 1
         else:
             stats_path.unlink(missing_ok=True)
@@ -156,6 +169,27 @@ def write_shards(samples: Iterable[Sample], out_dir: Path, per_shard: int) -> Sh
     _remove_stale(out_dir, set(names))
     write_json(out_dir / "sizes.json", sizes)
     return ShardResult(shards=names, sizes=sizes, written=written, kept=kept)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` with the bytes of ``src``: a hard link (free) where possible, else a copy.
+
+    Either way ``dst`` gets the mode the umask gives new files, so a shard kept from an export
+    written under another umask (or by an older pathgen that wrote 0600) is not kept private.
+    """
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        if stat.S_IMODE(tmp.stat().st_mode) != file_mode():
+            try:
+                os.chmod(tmp, file_mode())
+            except PermissionError:  # a linked file of another owner: copy it instead
+                tmp.unlink()
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, file_mode())
 
 
 def _stats_fp(path: Path) -> str | None:

@@ -6,7 +6,10 @@ reads every exported patch once more from its slide through ``pathgen.slides.rea
 The stage is fingerprinted on the exported records, the slide files and the config: a re-run with
 the same inputs touches nothing and says so. A patch that cannot be read becomes an error row in
 ``export/errors.json`` and the export goes on; when no pair at all can be exported the stage raises
-:class:`ExportError` and leaves the previous export as it was.
+:class:`ExportError` and leaves the previous export as it was. The new export is written beside the
+old one and swapped in whole (:func:`pathgen.export.dataset.staged_dataset`), and the stage marker
+is removed before anything is written: a killed export leaves the previous export complete and is
+never taken for up to date.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import ExportConfig, dump_section
-from pathgen.export.dataset import dataset_complete, peek_nonempty, write_dataset
+from pathgen.export.dataset import (
+    check_dataset_folder,
+    dataset_complete,
+    peek_nonempty,
+    staged_dataset,
+    write_dataset,
+)
 from pathgen.export.reading import SlideJob, read_jobs
 from pathgen.export.records import build_meta, exportable, slide_rows, sort_records
 from pathgen.export.writer import Pair
@@ -128,6 +137,7 @@ def export_stage(run: RunDir, cfg: ExportConfig) -> dict[str, Any]:
         previous = (run.stage_status(STAGE) or {}).get("summary", {})
         return {**previous, "done": 0, "up_to_date": True}
 
+    check_dataset_folder(out)  # before reading a single patch
     errors: list[dict[str, Any]] = []
     from rich.progress import Progress
 
@@ -136,20 +146,25 @@ def export_stage(run: RunDir, cfg: ExportConfig) -> dict[str, Any]:
         pairs = peek_nonempty(_pairs(kept, slides, cfg, errors, progress=lambda n: bar.advance(task, n)))
         if pairs is None:  # an empty dataset must never replace a good one
             raise _nothing_exported(errors, skipped, out)
-        summary = write_dataset(
-            out,
-            pairs,
-            title=f"pathgen dataset: {run.root.name}",
-            per_shard=cfg.samples_per_shard,
-            quality=cfg.jpeg_quality,
-            expected=len(kept),
-            gallery_max=cfg.gallery_max_items,
-            page_size=cfg.gallery_page_size,
-            skipped=lambda: {**skipped, **({"read_failed": len(errors)} if errors else {})},
-            extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
-            released=True,
-        )
-    write_json(out / "errors.json", errors)
+        # From here the export on disk may change: until the new marker is written, no run may
+        # take it for this (or any earlier) export.
+        run.clear_stage(STAGE)
+        with staged_dataset(out) as staging:
+            summary = write_dataset(
+                out,
+                pairs,
+                title=f"pathgen dataset: {run.root.name}",
+                per_shard=cfg.samples_per_shard,
+                quality=cfg.jpeg_quality,
+                expected=len(kept),
+                gallery_max=cfg.gallery_max_items,
+                page_size=cfg.gallery_page_size,
+                skipped=lambda: {**skipped, **({"read_failed": len(errors)} if errors else {})},
+                extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
+                released=True,
+                into=staging,
+            )
+            write_json(staging / "errors.json", errors)
     result = {
         "done": summary["pairs"],
         "skipped": sum(skipped.values()),

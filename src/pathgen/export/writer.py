@@ -100,10 +100,12 @@ def write_pairs(
     quality: int = 95,
     expected: int | None = None,
     gallery_max: int = 1000,
+    reuse: Path | None = None,
 ) -> WriteResult:
     """Stream ``pairs`` into shards under ``shards_dir``; collect index rows and gallery thumbnails.
 
-    ``expected`` (the number of pairs, when known) spreads the capped gallery evenly over the set.
+    ``expected`` (the number of pairs, when known) spreads the capped gallery evenly over the set;
+    ``reuse`` is the shards folder of the previous version, whose unchanged shards are kept.
     """
     result = WriteResult()
     stride = max(1, math.ceil((expected or 0) / gallery_max)) if gallery_max > 0 else 0
@@ -121,7 +123,7 @@ def write_pairs(
                 result.gallery.append(gallery_item(meta, thumbnail_uri(image)))
             yield Sample(key=meta["key"], image=jpeg, caption=meta["caption"], meta=meta)
 
-    shard_result = write_shards(samples(), shards_dir, per_shard)
+    shard_result = write_shards(samples(), shards_dir, per_shard, reuse=reuse)
     result.shards = shard_result.shards
     result.written_shards = shard_result.written
     result.kept_shards = shard_result.kept
