@@ -153,6 +153,17 @@ class ExportConfig(_Section):
     workers: int = Field(0, ge=0, description="threads reading patches, one slide each; 0 = CPUs, at most 8")
 
 
+class ExecutorConfig(_Section):
+    """How items of every stage are run: on this machine, or as Ray tasks (a cluster or local Ray)."""
+
+    kind: Literal["local", "ray"] = Field("local", description="'local' (this machine) or 'ray'")
+    ray_address: str | None = Field(
+        None, description="Ray cluster: 'auto', 'ray://head:10001', ...; None starts a local instance"
+    )
+    ray_num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray instance; None = all")
+    max_retries: int = Field(3, ge=0, description="Ray retries of a task whose worker or node died")
+
+
 class RunConfig(_Section):
     """A whole run: inputs, run directory and every stage."""
 
@@ -168,6 +179,13 @@ class RunConfig(_Section):
     select: SelectConfig = Field(default_factory=SelectConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_shorthand(cls, value: Any) -> Any:
+        """``executor: ray`` is short for ``executor: {kind: ray}``."""
+        return {"kind": value} if isinstance(value, str) else value
 
     @field_validator("slides", mode="before")
     @classmethod

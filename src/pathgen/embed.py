@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pathgen.config import EmbedConfig
+from pathgen.executors import Executor
 from pathgen.rundir import RunDir, atomic_path, file_identity, fingerprint, write_json
 
 STAGE = "embed"
@@ -127,7 +128,7 @@ def _tiles_by_slide(run: RunDir) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def embed_stage(run: RunDir, cfg: EmbedConfig) -> dict[str, Any]:
+def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = None) -> dict[str, Any]:
     """Embed every tile of every ok slide; returns the stage summary (done/skipped/failed/...)."""
     from pathgen.models.encoders import canonical_spec
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import RunConfig
+from pathgen.executors import Executor, make_executor
 from pathgen.rundir import RunDir, atomic_write
 
 STAGES = ("tile", "embed", "select", "caption", "export")
@@ -34,26 +35,29 @@ def _write_config(run: RunDir, cfg: RunConfig) -> None:
         atomic_write(run.config, text)
 
 
-def _stage_fn(stage: str, cfg: RunConfig, caption_limit: int | None) -> Callable[[RunDir], dict[str, Any]]:
+def _stage_fn(
+    stage: str, cfg: RunConfig, caption_limit: int | None, executor: Executor
+) -> Callable[[RunDir], dict[str, Any]]:
+    """Every stage has the same shape: ``stage(run, its config section, executor=...)``."""
     if stage == "tile":
         from pathgen.slides.stage import tile_stage
 
-        return lambda run: tile_stage(list(cfg.slides), run, cfg.tile)
+        return lambda run: tile_stage(list(cfg.slides), run, cfg.tile, executor=executor)
     if stage == "embed":
         from pathgen.embed import embed_stage
 
-        return lambda run: embed_stage(run, cfg.embed)
+        return lambda run: embed_stage(run, cfg.embed, executor=executor)
     if stage == "select":
         from pathgen.selection.stage import select_stage
 
-        return lambda run: select_stage(run, cfg.select)
+        return lambda run: select_stage(run, cfg.select, executor=executor)
     if stage == "caption":
         from pathgen.agents.stage import caption_stage
 
-        return lambda run: caption_stage(run, cfg.caption, limit=caption_limit)
+        return lambda run: caption_stage(run, cfg.caption, limit=caption_limit, executor=executor)
     from pathgen.export.stage import export_stage
 
-    return lambda run: export_stage(run, cfg.export)
+    return lambda run: export_stage(run, cfg.export, executor=executor)
 
 
 def _nothing_left(stage: str, run: RunDir, summary: dict[str, Any]) -> str | None:
@@ -93,17 +97,18 @@ def run_pipeline(
     run = RunDir(root).ensure()
     _write_config(run, cfg)
     summaries: dict[str, dict[str, Any]] = {}
-    for stage in STAGES[: STAGES.index(until) + 1]:
-        fn = _stage_fn(stage, cfg, caption_limit)
-        start = time.perf_counter()
-        try:
-            summary = fn(run)
-        except (FileNotFoundError, ValueError) as exc:
-            raise PipelineError(stage, str(exc)) from exc
-        summaries[stage] = summary
-        if on_stage:
-            on_stage(stage, summary, time.perf_counter() - start)
-        reason = _nothing_left(stage, run, summary)
-        if reason and (stage != until or stage == "tile"):  # a run that tiled nothing has failed
-            raise PipelineError(stage, reason)
+    with make_executor(cfg.executor) as executor:  # one executor (one Ray connection) for all stages
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            fn = _stage_fn(stage, cfg, caption_limit, executor)
+            start = time.perf_counter()
+            try:
+                summary = fn(run)
+            except (FileNotFoundError, ValueError) as exc:
+                raise PipelineError(stage, str(exc)) from exc
+            summaries[stage] = summary
+            if on_stage:
+                on_stage(stage, summary, time.perf_counter() - start)
+            reason = _nothing_left(stage, run, summary)
+            if reason and (stage != until or stage == "tile"):  # a run that tiled nothing has failed
+                raise PipelineError(stage, reason)
     return summaries

@@ -27,6 +27,7 @@ from pathgen.engine.caller import Caller, Stats
 from pathgen.engine.journal import FlushWindow, Journal
 from pathgen.engine.retry import RetryPolicy
 from pathgen.engine.runner import GracefulStop, Interrupted, run_pool
+from pathgen.executors import Executor
 from pathgen.models.generators import GenerationParams, Generator, count_text_tokens, load_generator
 from pathgen.rundir import RunDir, file_identity, fingerprint
 
@@ -105,6 +106,8 @@ def caption_stage(
     dry_run: bool = False,
     progress: bool = True,
     image_loader: Callable[[TileTask], Any] | None = None,
+    *,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Caption the run's selected tiles; returns the summary (done / skipped / failed / up_to_date).
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, interrupted, summary_table, with_options
+from pathgen.cli.common import (
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    console,
+    executor_config,
+    fail,
+    interrupted,
+    summary_table,
+    with_options,
+)
 
 
 @app.command("caption", rich_help_panel=PIPELINE)
@@ -28,6 +37,8 @@ def caption(
     api_key_env: str | None = typer.Option(None, help="environment variable holding the API key"),
     timeout: float | None = typer.Option(None, help="per-request timeout in seconds \\[default: 120]"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Caption every selected tile with the describe -> revise -> summarize agents (resumable).
 
@@ -39,6 +50,7 @@ def caption(
     from pathgen.agents.stage import caption_stage
     from pathgen.config import RunConfig
     from pathgen.engine.runner import Interrupted
+    from pathgen.executors import make_executor
     from pathgen.rundir import RunDir
 
     try:
@@ -47,7 +59,10 @@ def caption(
             base.caption, model=model, base_url=list(base_url) if base_url else None,
             concurrency=concurrency, api_key_env=api_key_env, timeout_s=timeout,
         )  # fmt: skip
-        summary = caption_stage(RunDir(run), cfg, limit=limit, dry_run=dry_run, progress=progress)
+        with make_executor(executor_config(base, executor, ray_address)) as runner:
+            summary = caption_stage(
+                RunDir(run), cfg, limit=limit, dry_run=dry_run, progress=progress, executor=runner
+            )
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved, how to resume, 130 / 143

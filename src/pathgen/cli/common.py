@@ -48,6 +48,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+EXECUTOR_HELP = "how items run: local (this machine) | ray \\[default: the config's `executor:`, else local]"
+RAY_ADDRESS_HELP = "Ray cluster to join (auto, ray://head:10001); none: --executor ray starts a local Ray"
+
+
+def executor_config(base: Any, executor: str | None, ray_address: str | None) -> Any:
+    """The run's executor settings: the config's ``executor:`` with --executor/--ray-address on top.
+
+    ``--ray-address`` alone implies ``--executor ray``. Raises ``ValueError`` for an unknown name.
+    """
+    from pathgen.config import ExecutorConfig
+
+    section = getattr(base, "executor", None) or ExecutorConfig()
+    if ray_address and executor is None:
+        executor = "ray"
+    return with_options(section, kind=executor, ray_address=ray_address)
+
+
 def with_options(section: Any, **given: Any) -> Any:
     """A stage's settings: its config-file section with the options typed on the command line on
     top (an option left out keeps the file's value), validated again as a whole."""

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.cli.common import (
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    console,
+    executor_config,
+    fail,
+    summary_table,
+    with_options,
+)
 
 
 @app.command("embed", rich_help_panel=PIPELINE)
@@ -26,22 +34,27 @@ def embed(
     workers: int | None = typer.Option(None, help="DataLoader processes reading tiles \\[default: 2]"),
     device: str | None = typer.Option(None, help="cuda | cpu | cuda:1 ... \\[default: cuda when available]"),
     config: Path | None = typer.Option(None, help="YAML run config; its `embed:` section is used"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Embed every tile at the encoder's input size (fp16 on GPU); resumable per slide."""
     from pydantic import ValidationError
 
     from pathgen.config import RunConfig
     from pathgen.embed import embed_stage
+    from pathgen.executors import make_executor
     from pathgen.models.encoders import has_random_weights
     from pathgen.rundir import RunDir
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
         cfg = with_options(base.embed, encoder=encoder, batch_size=batch_size, workers=workers, device=device)
+        exec_cfg = executor_config(base, executor, ray_address)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     try:
-        summary = embed_stage(RunDir(run), cfg)
+        with make_executor(exec_cfg) as runner:
+            summary = embed_stage(RunDir(run), cfg, executor=runner)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
 

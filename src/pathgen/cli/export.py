@@ -9,7 +9,15 @@ from typing import Any
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.cli.common import (
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    console,
+    executor_config,
+    fail,
+    summary_table,
+    with_options,
+)
 
 
 def print_export_summary(summary: dict[str, Any], out: Path) -> None:
@@ -53,6 +61,8 @@ def export(
     config: Path | None = typer.Option(
         None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"
     ),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Write the dataset: pathgen.json, webdataset shards, index.parquet, card README.md, gallery.html.
 
@@ -66,12 +76,13 @@ def export(
     try:
         # Without --config, a run made by `pathgen run`/`demo` keeps its own export settings.
         resolved = run / "config.yaml" if run is not None else None
+        whole = None
         if config:
-            base = RunConfig.from_yaml(config).export
+            whole = RunConfig.from_yaml(config)
         elif resolved is not None and resolved.exists():
-            base = RunConfig.from_yaml(resolved).export
-        else:
-            base = ExportConfig()
+            whole = RunConfig.from_yaml(resolved)
+        base = whole.export if whole is not None else ExportConfig()
+        exec_cfg = executor_config(whole, executor, ray_address)
         cfg = with_options(
             base, image_size=image_size, jpeg_quality=jpeg_quality, samples_per_shard=samples_per_shard,
             gallery_max_items=gallery_max_items, workers=workers,
@@ -86,13 +97,15 @@ def export(
         raise fail(
             "give a run directory (pathgen export RUN) or --from-pathgen-json FILE --slides DIR --out DIR"
         )
+    from pathgen.executors import make_executor
     from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.stage import ExportError, export_stage
     from pathgen.rundir import RunDir
 
     rundir = RunDir(run)
     try:
-        summary = export_stage(rundir, cfg)
+        with make_executor(exec_cfg) as runner:
+            summary = export_stage(rundir, cfg, executor=runner)
     except ExportError as exc:  # nothing exported: the previous export is untouched
         raise fail(str(exc), code=1) from exc
     except DatasetFolderError as exc:  # RUN/export holds files pathgen did not write

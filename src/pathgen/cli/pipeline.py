@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, interrupted
+from pathgen.cli.common import EXECUTOR_HELP, RAY_ADDRESS_HELP, console, executor_config, fail, interrupted
 
 TINY_WARNING = (
     "[bold yellow]The demo uses TINY RANDOM models[/] (embed.encoder=tiny, caption.model=tiny): it proves "
@@ -62,6 +62,8 @@ def run(
     ),
     until: str = typer.Option("export", help="last stage to run: tile | embed | select | caption | export"),
     limit: int | None = typer.Option(None, help="caption at most this many tiles (a cheap first look)"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Run tile -> embed -> select -> caption -> export; run it again to resume (each stage is fingerprinted).
 
@@ -73,6 +75,7 @@ def run(
 
     try:
         cfg = RunConfig.from_yaml(config)
+        cfg = cfg.model_copy(update={"executor": executor_config(cfg, executor, ray_address)})
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     summaries = _run(cfg, out, until, limit)
@@ -175,6 +178,8 @@ def demo(
         None, help="OpenAI-compatible VLM server, e.g. http://localhost:8000/v1"
     ),
     model: str | None = typer.Option(None, help="model name served at --base-url \\[default: tiny]"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """The whole chain on the sample slide shipped with pathgen, offline, in under a minute on a laptop CPU.
 
@@ -186,6 +191,10 @@ def demo(
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc
     cfg = demo_config(slide_input, out, per_slide, base_url, model)
+    try:
+        cfg = cfg.model_copy(update={"executor": executor_config(cfg, executor, ray_address)})
+    except ValueError as exc:
+        raise fail(f"bad configuration: {exc}") from exc
     tiny = not base_url
     if tiny:
         console.print(TINY_WARNING)

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.cli.common import (
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    console,
+    executor_config,
+    fail,
+    summary_table,
+    with_options,
+)
 from pathgen.selection.choices import ClusterCount, ClusterPick, FindingScore
 
 _SHOW_SLIDES = 20
@@ -35,11 +43,14 @@ def select(
     replace_prompts: bool = typer.Option(False, help="the --prompts file replaces its projects' prompts"),
     seed: int | None = typer.Option(None, help="seed of k-means and of random cluster picks \\[default: 0]"),
     config: Path | None = typer.Option(None, help="YAML run config; its `select:` section is used"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Keep the tiles that match the project's morphology prompts and the report, then spread by k-means."""
     from pydantic import ValidationError
 
     from pathgen.config import RunConfig
+    from pathgen.executors import make_executor
     from pathgen.rundir import RunDir
     from pathgen.selection.stage import select_stage
 
@@ -50,7 +61,8 @@ def select(
             cluster_count=cluster_count, cluster_pick=cluster_pick, finding_score=finding_score,
             dedup_threshold=dedup, prompts=prompts, replace_prompts=replace_prompts or None, seed=seed,
         )  # fmt: skip
-        summary = select_stage(RunDir(run), cfg)
+        with make_executor(executor_config(base, executor, ray_address)) as runner:
+            summary = select_stage(RunDir(run), cfg, executor=runner)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
 

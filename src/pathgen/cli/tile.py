@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from pathgen.cli.app import PIPELINE, app
-from pathgen.cli.common import console, fail, summary_table, with_options
+from pathgen.cli.common import (
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    console,
+    executor_config,
+    fail,
+    summary_table,
+    with_options,
+)
 
 
 @app.command("tile", rich_help_panel=PIPELINE)
@@ -34,11 +42,14 @@ def tile(
     ),
     preview: Path | None = typer.Option(None, help="write <slide_id>.png previews (mask + kept tiles) here"),
     config: Path | None = typer.Option(None, help="YAML run config; its `tile:` and `slides:` are used"),
+    executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Find tissue and grid every slide into tiles (672 px at level 0, >= 50 % tissue, as published)."""
     from pydantic import ValidationError
 
     from pathgen.config import RunConfig
+    from pathgen.executors import make_executor
     from pathgen.rundir import RunDir
     from pathgen.slides.stage import tile_stage
 
@@ -48,13 +59,15 @@ def tile(
             base.tile, size=size, mpp=mpp, assume_mpp=assume_mpp, min_tissue=min_tissue, reader=reader,
             workers=workers, allow_non_brightfield=allow_non_brightfield,
         )  # fmt: skip
+        exec_cfg = executor_config(base, executor, ray_address)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     slides = list(inputs or []) or list(base.slides)
     if not slides:
         raise fail("no slides given: pass slide files, folders or a manifest (or `slides:` in --config)")
     try:
-        summary = tile_stage(slides, RunDir(out), cfg, preview=preview)
+        with make_executor(exec_cfg) as runner:
+            summary = tile_stage(slides, RunDir(out), cfg, preview=preview, executor=runner)
     except ValueError as exc:
         raise fail(str(exc)) from exc
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.config import ExportConfig, dump_section
+from pathgen.executors import Executor
 from pathgen.export.dataset import (
     check_dataset_folder,
     dataset_complete,
@@ -115,7 +116,7 @@ def _pairs(
             yield Pair(meta=meta, jpeg=patch.jpeg, hashes=patch.hashes)
 
 
-def export_stage(run: RunDir, cfg: ExportConfig) -> dict[str, Any]:
+def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = None) -> dict[str, Any]:
     """Write ``RUN/export/``; returns ``{done, skipped, failed, up_to_date, pairs, shards, ...}``."""
     from pathgen.agents.results import load_caption_records
 

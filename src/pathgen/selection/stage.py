@@ -17,6 +17,7 @@ import numpy as np
 
 from pathgen.config import SelectConfig, dump_section
 from pathgen.embed import embedding_path, read_meta
+from pathgen.executors import Executor
 from pathgen.rundir import RunDir, file_identity, fingerprint, write_parquet
 from pathgen.selection.dedup import near_duplicate_filter
 from pathgen.selection.findings import split_findings
@@ -48,7 +49,7 @@ def _tiles(run: RunDir) -> dict[str, Any]:
     return out
 
 
-def select_stage(run: RunDir, cfg: SelectConfig) -> dict[str, Any]:
+def select_stage(run: RunDir, cfg: SelectConfig, *, executor: Executor | None = None) -> dict[str, Any]:
     """Select representative tiles of every embedded slide; returns the stage summary."""
     meta = read_meta(run)
     if meta is None:

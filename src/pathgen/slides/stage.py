@@ -1,9 +1,9 @@
 """The `tile` stage: slides in, slides.parquet + tiles.parquet out.
 
-Each slide is tiled in a worker process (one slide library handle per process; a crash in a native
-reader kills a worker, not the run). Every slide ends as a row with a status ('ok', 'no_tissue',
-'error', or 'skipped': a format no reader opens, or a slide that is not brightfield) and a clear
-message; the tables are written atomically at the end. A fingerprint of the
+Each slide is one item of the run's executor (a worker process locally, a Ray task on a cluster;
+a crash in a native reader kills a worker, not the run). Every slide ends as a row with a status
+('ok', 'no_tissue', 'error', or 'skipped': a format no reader opens, or a slide that is not
+brightfield) and a clear message; the tables are written atomically at the end. A fingerprint of the
 inputs (path, size, mtime of every slide) and of the tile config marks the stage done, so a second
 identical run does nothing; finished slides are also cached one by one, so a changed or interrupted
 run redoes only the slides it has to.
@@ -12,20 +12,18 @@ run redoes only the slides it has to.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pathgen.config import RunConfig, TileConfig, dump_section
+from pathgen.executors import Executor
+from pathgen.executors.local import LocalExecutor
 from pathgen.rundir import RunDir, atomic_write, file_identity, fingerprint, write_parquet
 from pathgen.slides.manifest import expand_inputs
 
 STAGE = "tile"
 CACHE_VERSION = 2  # 2: the brightfield check, skipped slides
-_MAX_WORKERS = 8
 
 
 def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | None) -> dict[str, Any]:
@@ -96,47 +94,14 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
     return {"row": row, "x": xs.tolist(), "y": ys.tolist(), "frac": frac.tolist()}
 
 
-def _worker_count(cfg: TileConfig, n: int) -> int:
-    workers = cfg.workers or min(os.cpu_count() or 1, _MAX_WORKERS)
-    return max(1, min(workers, n))
-
-
-def _run_all(
-    todo: list[dict[str, Any]], params: dict[str, Any], preview: str | None, workers: int,
-    on_done: Callable[[dict[str, Any], dict[str, Any]], None],
-) -> None:  # fmt: skip
-    """Tile ``todo`` in ``workers`` processes; slides whose worker crashed are retried alone."""
-    if workers <= 1:
-        for rec in todo:
-            on_done(rec, tile_slide(rec, params, preview))
-        return
-    import multiprocessing as mp
-
-    crashed: list[dict[str, Any]] = []
-    ctx = mp.get_context("spawn")  # fork + native slide libraries + threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(tile_slide, rec, params, preview): rec for rec in todo}
-        for fut in as_completed(futures):
-            try:
-                on_done(futures[fut], fut.result())
-            except BrokenProcessPool:
-                crashed.append(futures[fut])
-    for rec in crashed:  # alone in a fresh process: a second crash is this slide's fault
-        try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                on_done(rec, pool.submit(tile_slide, rec, params, preview).result())
-        except BrokenProcessPool:
-            row = tile_slide({**rec, "input_error": "the slide reader crashed on this file"}, params, None)
-            on_done(rec, row)
-
-
 def _cache_path(run: RunDir, key: str) -> Path:
     return run.state / "tile-cache" / f"{key}.json"
 
 
 def tile_stage(
-    inputs: list[str], run: RunDir, cfg: TileConfig, preview: Path | None = None
-) -> dict[str, Any]:
+    inputs: list[str], run: RunDir, cfg: TileConfig, preview: Path | None = None,
+    *, executor: Executor | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Tile every slide of ``inputs`` into ``run``; returns the stage summary.
 
     Summary keys: done, skipped (served from the per-slide cache), failed, no_tissue,
@@ -176,7 +141,7 @@ def tile_stage(
         else:
             todo.append({**rec, "_index": i})
     skipped = len(results)
-    _process(todo, params, preview_dir, _worker_count(cfg, len(todo)), run, keys, results)
+    _process(todo, params, preview_dir, cfg.workers, run, keys, results, executor or LocalExecutor())
 
     slide_rows, tile_cols = _assemble(records, results)
     write_parquet(tile_cols, run.tiles)
@@ -197,29 +162,20 @@ def tile_stage(
 
 def _process(
     todo: list[dict[str, Any]], params: dict[str, Any], preview_dir: str | None, workers: int,
-    run: RunDir, keys: list[str], results: dict[int, dict[str, Any]],
+    run: RunDir, keys: list[str], results: dict[int, dict[str, Any]], executor: Executor,
 ) -> None:  # fmt: skip
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("tiling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False, disable=not todo) as bar:
-        task = bar.add_task("", total=len(todo))
-
-        def on_done(rec: dict[str, Any], result: dict[str, Any]) -> None:
-            i = rec["_index"]
-            results[i] = result
-            if result["row"]["status"] in ("ok", "no_tissue", "skipped"):
-                atomic_write(_cache_path(run, keys[i]), json.dumps(result))
-            bar.update(task, advance=1, description=f"{rec['slide_id']}: {result['row']['status']}")
-
-        _run_all(todo, params, preview_dir, workers, on_done)
+    """Tile ``todo`` through the executor; each finished slide is cached at once (resume)."""
+    fn = partial(tile_slide, params=params, preview_dir=preview_dir)
+    label = lambda rec, res: f"{rec['slide_id']}: {res.value['row']['status'] if res.ok else 'error'}"  # noqa: E731
+    for res in executor.map(fn, todo, label="tiling", workers=workers, describe=label):
+        rec = todo[res.index]
+        if res.ok:
+            result = res.value
+        else:  # the worker crashed (native decoder) or was lost: the slide's own error row
+            result = tile_slide({**rec, "input_error": res.error}, params, None)
+        results[rec["_index"]] = result
+        if result["row"]["status"] in ("ok", "no_tissue", "skipped"):
+            atomic_write(_cache_path(run, keys[rec["_index"]]), json.dumps(result))
 
 
 def _load_cache(run: RunDir, key: str) -> dict[str, Any] | None:
