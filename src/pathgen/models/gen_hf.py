@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -116,6 +117,16 @@ class HFGenerator:
     def _generate_batch(
         self, batch: list[list[dict[str, Any]]], params: GenerationParams
     ) -> list[GenerationResult]:
+        if self.offline_demo and len(batch) > 1:
+            # One request at a time: seeded sampling then depends on the request alone, not on which
+            # requests happened to share a batch, so a demo run (local or on Ray) is reproducible.
+            # Real models keep batching for speed; their sampled output depends on the batch.
+            return [res for messages in batch for res in self._generate_rows([messages], params)]
+        return self._generate_rows(batch, params)
+
+    def _generate_rows(
+        self, batch: list[list[dict[str, Any]]], params: GenerationParams
+    ) -> list[GenerationResult]:
         import torch
 
         start = time.perf_counter()
@@ -147,7 +158,10 @@ class HFGenerator:
         else:
             gen_kwargs["do_sample"] = False
         if params.seed is not None:
-            torch.manual_seed(params.seed)
+            seed = params.seed
+            if len(texts) == 1:  # each request its own stream, stable across runs and processes
+                seed += int.from_bytes(hashlib.sha256(texts[0].encode()).digest()[:4], "little")
+            torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(**inputs, **gen_kwargs)
         prompt_len = inputs["input_ids"].shape[1]
