@@ -163,3 +163,32 @@ def test_run_directory_gives_measured_counts(tmp_path, slides_dir):
 def test_bad_options_fail_clearly(args, message):
     result = CliRunner().invoke(app, ["plan", str(ROOT / "examples" / "demo.yaml"), *args])
     assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+def test_benchmark_json_files_are_read(tmp_path):
+    from pathgen.planning.bench import read_bench
+
+    files = {
+        "tiling.json": {"grid": [{"dimensions": [50000, 50000], "pathgen_s": 5.0},
+                                 {"dimensions": [2220, 2967], "pathgen_s": 0.3}]},
+        "selection.json": {"selection": [{"tiles": 100000, "seconds": 20.0},
+                                         {"tiles": 1000000, "seconds": 100.0}]},
+        "captioning.json": {"config": {}, "results": [{"client_cpu_ms_per_call": 0.5}]},
+        "export_throughput.json": {"benchmark": "export_throughput",
+                                   "rows": [{"workers": 1, "patches_per_s": 50.0}]},
+    }  # fmt: skip
+    read = {}
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        read.update(read_bench(tmp_path / name))
+    assert read == pytest.approx(
+        {
+            "tile_s_per_gpx": 5.0 / 2.5,
+            "select_s_per_tile": 1e-4,
+            "client_cpu_s_per_call": 5e-4,
+            "export_s_per_item": 0.02,
+        }
+    )
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ValueError, match="no throughput the plan can use"):
+        read_bench(tmp_path / "other.json")
