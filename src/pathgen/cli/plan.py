@@ -9,6 +9,9 @@ import typer
 
 from pathgen.cli.app import PIPELINE, app
 from pathgen.cli.common import console, fail
+from pathgen.planning.assumptions import DEFAULT_VLM_TOKENS_PER_S, Assumptions
+
+_A = Assumptions()  # the defaults live there; help text reads them
 
 COLUMNS = ("stage", "items", "cost / item", "basis", "CPU-h", "GPU-h", "VLM calls", "tokens")
 
@@ -94,17 +97,26 @@ def plan(
     bench_json: list[Path] = typer.Option(
         None, "--bench-json", help="benchmark JSON with measured throughputs (repeatable; see README)"
     ),
-    slide_size: str = typer.Option(
-        "80000x60000", "--slide-size", help="assumed level-0 WIDTHxHEIGHT of a slide (without --run)"
+    slide_size: str | None = typer.Option(
+        None,
+        "--slide-size",
+        help="assumed level-0 WIDTHxHEIGHT of a slide (without --run) "
+        f"\\[default: {_A.slide_width}x{_A.slide_height}]",
     ),
     tissue_share: float | None = typer.Option(
         None, help="share of grid cells with tissue \\[default: measured on the sample slide]"
     ),
-    reask_rate: float = typer.Option(0.05, help="share of agent calls asked again after a failed check"),
-    vlm_tokens_per_s: float | None = typer.Option(
-        None, "--vlm-tokens-per-s", help="VLM prompt+completion tokens per GPU-second \\[default: 5000]"
+    reask_rate: float | None = typer.Option(
+        None, help=f"share of agent calls asked again after a failed check \\[default: {_A.reask_rate}]"
     ),
-    gpu_tflops: float = typer.Option(100.0, help="effective GPU TFLOP/s for the encoder (FLOP estimate)"),
+    vlm_tokens_per_s: float | None = typer.Option(
+        None,
+        "--vlm-tokens-per-s",
+        help=f"VLM prompt+completion tokens per GPU-second \\[default: {DEFAULT_VLM_TOKENS_PER_S:g}]",
+    ),
+    gpu_tflops: float | None = typer.Option(
+        None, help=f"effective GPU TFLOP/s for the encoder (FLOP estimate) \\[default: {_A.gpu_tflops:g}]"
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="also write the plan's numbers to this JSON file"
     ),
@@ -124,11 +136,11 @@ def plan(
 
     try:
         cfg = RunConfig.from_yaml(config)
-        width, height = parse_size(slide_size)
-        chosen: dict[str, Any] = {"slide_width": width, "slide_height": height, "tissue_share": tissue_share,
-                                  "reask_rate": reask_rate, "gpu_tflops": gpu_tflops}  # fmt: skip
-        if vlm_tokens_per_s is not None:  # typed on the command line: wins over a benchmark file
-            chosen["vlm_tokens_per_s"] = vlm_tokens_per_s
+        chosen: dict[str, Any] = {"tissue_share": tissue_share, "reask_rate": reask_rate,
+                                  "gpu_tflops": gpu_tflops, "vlm_tokens_per_s": vlm_tokens_per_s}  # fmt: skip
+        chosen = {k: v for k, v in chosen.items() if v is not None}  # typed: wins over defaults / bench
+        if slide_size is not None:
+            chosen["slide_width"], chosen["slide_height"] = parse_size(slide_size)
         assumptions = Assumptions(**chosen)
         with console.status("calibrating on this machine (sample slide, encoder stand-in, caption dry run)"):
             result = make_plan(cfg, slides, assumptions, run=run, bench_json=list(bench_json or []))
