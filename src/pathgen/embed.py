@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,19 +114,15 @@ def _ok_slides(run: RunDir) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok"]
 
 
-def _tiles_by_slide(run: RunDir) -> dict[str, dict[str, np.ndarray]]:
-    import pyarrow.parquet as pq
+def _tiles_by_slide(run: RunDir) -> Mapping[str, dict[str, np.ndarray]]:
+    """slide_id -> {x, y, size} arrays; a slide's partition is read when it is looked up.
 
-    table = pq.read_table(run.require(run.tiles, "tile"), columns=["slide_id", "x", "y", "size"])
-    sid = np.asarray(table.column("slide_id").to_numpy(zero_copy_only=False), dtype=object)
-    cols = {k: table.column(k).to_numpy() for k in ("x", "y", "size")}
-    out: dict[str, dict[str, np.ndarray]] = {}
-    if not len(sid):
-        return out
-    bounds = np.flatnonzero(sid[1:] != sid[:-1]) + 1
-    for part in np.split(np.arange(len(sid)), bounds):
-        out[str(sid[part[0]])] = {k: v[part] for k, v in cols.items()}
-    return out
+    The mapping holds no tiles itself (:class:`pathgen.tables.SlideTiles`), so a run with 10^8
+    tiles costs memory only for the slides being worked on.
+    """
+    from pathgen.tables import SlideTiles
+
+    return SlideTiles(run, ("x", "y", "size"))
 
 
 def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = None) -> dict[str, Any]:

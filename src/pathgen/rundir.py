@@ -261,7 +261,13 @@ class RunDir:
 
     @property
     def tiles(self) -> Path:
+        """The whole tile table in one file (written for users; stages read :attr:`tiles_dir`)."""
         return self.root / "tiles.parquet"
+
+    @property
+    def tiles_dir(self) -> Path:
+        """The tile table as a partitioned dataset: a parquet file per slide + ``_manifest.json``."""
+        return self.root / "tiles"
 
     @property
     def embeddings(self) -> Path:

@@ -120,3 +120,19 @@ def test_a_slide_without_embeddings_is_a_failure_row(run_copy):
     assert bad[0]["slide_id"] == "tcga-cr-7395-01a-01-ts1" and "no embeddings" in bad[0]["error"]
     assert set(pq.read_table(run_copy.selected).column("slide_id").to_pylist()) == {"CMU-1-Small-Region"}
     assert run_copy.stage_status("select") is None  # not marked done: a re-run retries
+
+
+def test_select_reads_either_tile_layout_the_same(run_copy, tmp_path):
+    """Select reads the partitioned dataset (no tiles.parquet needed) and older single-file runs alike."""
+    from pathgen.tables import layout
+
+    other = RunDir(tmp_path / "file-only")
+    shutil.copytree(run_copy.root, other.root)
+    run_copy.tiles.unlink()  # stages read RUN/tiles/, never the convenience file
+    shutil.rmtree(other.tiles_dir)  # a run tiled before RUN/tiles/ existed
+    assert layout(run_copy) == "dataset" and layout(other) == "file"
+    a = select_stage(run_copy, SelectConfig(**CFG))
+    b = select_stage(other, SelectConfig(**CFG))
+    assert a["failed"] == b["failed"] == 0 and a["selected"] == b["selected"] > 0
+    assert pq.read_table(run_copy.selected).equals(pq.read_table(other.selected))
+    assert [s["slide_id"] for s in a["slides"]] == ["CMU-1-Small-Region", "tcga-cr-7395-01a-01-ts1"]

@@ -2,14 +2,16 @@
 
 Per slide: prompt retrieval against the slide's project prompts and report findings, then a
 k-means quota up to the per-slide cap (:mod:`pathgen.selection.select`); then one run-wide
-near-duplicate pass (:mod:`pathgen.selection.dedup`). Prompt texts are embedded with the encoder
-that embedded the tiles (re-loaded from ``embeddings/meta.json``), each distinct text once.
-The stage is deterministic for a seed and skipped when nothing it depends on changed.
+near-duplicate pass (:mod:`pathgen.selection.dedup`) over the picks only. Slides stream: one
+slide's tiles and embeddings are in memory at a time (read through :mod:`pathgen.tables`), so
+memory is bounded by the selected set (<= per_slide_cap a slide), not by the tile table. Prompt
+texts are embedded with the encoder that embedded the tiles (re-loaded from
+``embeddings/meta.json``), each distinct text once. The stage is deterministic for a seed and
+skipped when nothing it depends on changed.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from pathgen.selection.dedup import near_duplicate_filter
 from pathgen.selection.findings import split_findings
 from pathgen.selection.library import load_library, normalise_project
 from pathgen.selection.select import REASONS, priority_order, select_slide, single_threaded_blas, slide_seed
+from pathgen.tables import iter_tiles_by_slide, tile_counts, tiles_identity
 
 STAGE = "select"
 VERSION = 2  # 2: random picks within clusters and summed finding scores by default
@@ -35,18 +38,29 @@ def _slides(run: RunDir) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: r["slide_id"])
 
 
-def _tiles(run: RunDir) -> dict[str, Any]:
-    import pyarrow.parquet as pq
+TILE_COLUMNS = ["tile_id", "slide_id", "x", "y", "size"]
 
-    table = pq.read_table(run.require(run.tiles, "tile"), columns=["tile_id", "slide_id", "x", "y", "size"])
-    sid = table.column("slide_id").to_numpy(zero_copy_only=False)
-    out: dict[str, Any] = {}
-    if not len(sid):
-        return out
-    bounds = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1, len(sid)]
-    for a, b in itertools.pairwise(bounds):
-        out[str(sid[a])] = table.slice(int(a), int(b - a))
-    return out
+
+class _VecBuffer:
+    """The picks' embeddings in one growing float16 array (no list of parts + concatenate copy)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self.data: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, vec: np.ndarray) -> None:
+        if self.data is None:
+            self.data = np.empty((self.capacity, vec.shape[1]), np.float16)
+        if self.n + len(vec) > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.n + len(vec)), self.data.shape[1]), np.float16)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : self.n + len(vec)] = vec
+        self.n += len(vec)
+
+    def array(self) -> np.ndarray:
+        return np.zeros((0, 0), np.float16) if self.data is None else self.data[: self.n]
 
 
 def select_stage(run: RunDir, cfg: SelectConfig, *, executor: Executor | None = None) -> dict[str, Any]:
@@ -60,33 +74,35 @@ def select_stage(run: RunDir, cfg: SelectConfig, *, executor: Executor | None = 
     params["prompts"] = file_identity(cfg.prompts) if cfg.prompts else None
     fp = fingerprint(
         STAGE, VERSION, params, meta.get("encoder"), meta.get("slides"), file_identity(run.slides),
-        file_identity(run.tiles),
+        tiles_identity(run),
     )  # fmt: skip
     if run.stage_done(STAGE, fp) and run.selected.exists():
         summary = dict((run.stage_status(STAGE) or {}).get("summary", {}))
         return {**summary, "done": 0, "skipped": summary.get("done", 0), "up_to_date": True}
 
     t0 = time.perf_counter()
-    tiles = _tiles(run)
+    counts = tile_counts(run)
+    ok = {rec["slide_id"] for rec in slides}
     texts = _slide_texts(slides, library)
     text_emb = _embed_texts(meta, sorted({t for a, f in texts.values() for t in a + f}))
     per_slide: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    vecs: list[np.ndarray] = []
-    skipped = 0
+    vecs = _VecBuffer(sum(min(n, cfg.per_slide_cap) for sid, n in counts.items() if sid in ok))
+    seen = 0
     with single_threaded_blas():
-        for rec in slides:
-            table = tiles.get(rec["slide_id"])
-            if table is None or table.num_rows == 0:
-                skipped += 1
+        # slides.parquet's ok slides and the tile table are both in slide-id order
+        for sid, table in iter_tiles_by_slide(run, TILE_COLUMNS, slide_ids=sorted(ok)):
+            if table.num_rows == 0:
                 continue
-            row, part, vec = _select_one(run, meta, cfg, rec["slide_id"], table, texts, text_emb)
+            seen += 1
+            row, part, vec = _select_one(run, meta, cfg, sid, table, texts, text_emb)
             per_slide.append(row)
             if part is not None:
                 parts.append(part)
-                vecs.append(vec)
+                vecs.add(vec)
+    skipped = len(slides) - seen
     failed = sum(r["status"] == "error" for r in per_slide)
-    table, removed = dedup_and_table(parts, vecs, cfg)
+    table, removed = dedup_and_table(parts, vecs.array(), cfg)
     write_parquet(table, run.selected)
     for row in per_slide:
         if row["status"] == "ok":
@@ -193,9 +209,12 @@ def _load_embeddings(run: RunDir, meta: dict[str, Any], sid: str, n: int) -> tup
 
 
 def dedup_and_table(
-    parts: list[dict[str, Any]], vecs: list[np.ndarray], cfg: SelectConfig
+    parts: list[dict[str, Any]], vecs: list[np.ndarray] | np.ndarray, cfg: SelectConfig
 ) -> tuple[Any, dict[str, int]]:
-    """Run-wide near-duplicate removal, then the selected table sorted by slide_id, y, x."""
+    """Run-wide near-duplicate removal, then the selected table sorted by slide_id, y, x.
+
+    ``vecs``: the picks' embeddings, one array per part or all parts' rows in one array.
+    """
     import pyarrow as pa
 
     schema = pa.schema(
@@ -213,7 +232,8 @@ def dedup_and_table(
     prompt = [t for p in parts for t in p["prompt"]]
     score = np.concatenate([p["score"] for p in parts]).astype(np.float32)
     order = priority_order(reason, score)
-    keep, _ = near_duplicate_filter(np.concatenate(vecs), order, cfg.dedup_threshold, seed=cfg.seed)
+    stacked = vecs if isinstance(vecs, np.ndarray) else np.concatenate(vecs)
+    keep, _ = near_duplicate_filter(stacked, order, cfg.dedup_threshold, seed=cfg.seed)
     removed: dict[str, int] = {}
     for sid in slide_col[~keep]:
         removed[sid] = removed.get(sid, 0) + 1

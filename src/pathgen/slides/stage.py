@@ -7,6 +7,10 @@ brightfield) and a clear message; the tables are written atomically at the end. 
 inputs (path, size, mtime of every slide) and of the tile config marks the stage done, so a second
 identical run does nothing; finished slides are also cached one by one, so a changed or interrupted
 run redoes only the slides it has to.
+
+The tile table never exists whole in memory: each finished slide's tiles go at once to their own
+partition of ``RUN/tiles/`` (:mod:`pathgen.tables`), and only the slide's row is kept; at the end
+the manifest is published and ``tiles.parquet`` is streamed from the partitions.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathgen.executors import Executor
 from pathgen.executors.local import LocalExecutor
 from pathgen.rundir import RunDir, atomic_write, file_identity, fingerprint, write_parquet
 from pathgen.slides.manifest import expand_inputs
+from pathgen.tables import slide_tiles_table, write_manifest, write_partition, write_single_file
 
 STAGE = "tile"
 CACHE_VERSION = 2  # 2: the brightfield check, skipped slides
@@ -130,7 +135,7 @@ def tile_stage(
 
     if preview_dir:
         Path(preview_dir).mkdir(parents=True, exist_ok=True)
-    results: dict[int, dict[str, Any]] = {}
+    results = TileResults(run, records)
     keys = [fingerprint(CACHE_VERSION, ident, params, preview_dir) for ident in identities]
     todo: list[dict[str, Any]] = []
     for i, rec in enumerate(records):
@@ -143,9 +148,7 @@ def tile_stage(
     skipped = len(results)
     _process(todo, params, preview_dir, cfg.workers, run, keys, results, executor or LocalExecutor())
 
-    slide_rows, tile_cols = _assemble(records, results)
-    write_parquet(tile_cols, run.tiles)
-    write_parquet(_slides_table(slide_rows), run.slides)
+    slide_rows, n_tiles = write_tile_tables(run, records, results)
     summary = {
         "done": sum(r["status"] == "ok" for r in slide_rows),
         "skipped": skipped,
@@ -153,7 +156,7 @@ def tile_stage(
         "no_tissue": sum(r["status"] == "no_tissue" for r in slide_rows),
         "skipped_slides": sum(r["status"] == "skipped" for r in slide_rows),
         "n_slides": len(slide_rows),
-        "n_tiles": tile_cols.num_rows,
+        "n_tiles": n_tiles,
         "up_to_date": False,
     }
     run.mark_stage(STAGE, fp, summary)
@@ -189,15 +192,60 @@ def _load_cache(run: RunDir, key: str) -> dict[str, Any] | None:
 _RECORD_KEYS = frozenset({"path", "slide_id", "input_error", "input_skip", "input_warning", "_index"})
 
 
+class TileResults(dict[int, dict[str, Any]]):
+    """Slide results by input index; an 'ok' slide's tiles go to its partition as it is stored.
+
+    Why a dict: ``_process`` (and the cache loader) store each finished slide here. Keeping the
+    tile coordinates of every slide until the end would hold the whole table in memory, so the
+    tiles are written out at once and only ``{"row": ..., "part": <manifest entry>}`` stays.
+    """
+
+    def __init__(self, run: RunDir, records: list[dict[str, Any]]):
+        super().__init__()
+        self.run = run
+        self.slide_ids = [r["slide_id"] for r in records]
+
+    def __setitem__(self, index: int, result: dict[str, Any]) -> None:
+        row = result["row"]
+        slim: dict[str, Any] = {"row": row}
+        if row["status"] == "ok" and "part" not in result:
+            slim["part"] = self._write(self.slide_ids[index], result)
+        elif "part" in result:
+            slim["part"] = result["part"]
+        super().__setitem__(index, slim)
+
+    def _write(self, sid: str, result: dict[str, Any]) -> dict[str, Any]:
+        row = result["row"]
+        table = slide_tiles_table(sid, row["tile_size"], row["tile_level"], result["x"], result["y"],
+                                  result["frac"])  # fmt: skip
+        return write_partition(self.run, sid, table)
+
+
+def write_tile_tables(
+    run: RunDir, records: list[dict[str, Any]], results: dict[int, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Publish the tile dataset's manifest, stream tiles.parquet from it, write slides.parquet.
+
+    Returns (slides.parquet rows, number of tiles). Memory: one row group of tiles at a time.
+    """
+    slide_rows, entries = _assemble(records, results)
+    manifest = write_manifest(run, entries)
+    write_single_file(run, manifest)
+    write_parquet(_slides_table(slide_rows), run.slides)
+    return slide_rows, int(manifest["rows"])
+
+
 def _assemble(
     records: list[dict[str, Any]], results: dict[int, dict[str, Any]]
-) -> tuple[list[dict[str, Any]], Any]:
-    """slides.parquet rows (input order) and the tiles table sorted by slide_id, then (y, x)."""
-    import numpy as np
-    import pyarrow as pa
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """slides.parquet rows (input order) and the ok slides' partition entries (slide-id order).
 
+    ``results`` must be a :class:`TileResults`: it has written each ok slide's partition.
+    """
+    if not isinstance(results, TileResults):
+        raise TypeError("results must be a TileResults (it writes each slide's partition)")
     slide_rows: list[dict[str, Any]] = []
-    parts: list[tuple[str, dict[str, Any]]] = []
+    entries: list[dict[str, Any]] = []
     for i, rec in enumerate(records):
         res = results[i]
         extra = {k: v for k, v in rec.items() if k not in _RECORD_KEYS}
@@ -206,30 +254,14 @@ def _assemble(
             row["warning"] = "; ".join(w for w in (rec["input_warning"], row["warning"]) if w)
         slide_rows.append(row)
         if res["row"]["status"] == "ok":
-            parts.append((rec["slide_id"], res))
-    parts.sort(key=lambda p: p[0])
-    cols: dict[str, list[Any]] = {
-        k: [] for k in ("tile_id", "slide_id", "x", "y", "size", "level", "tissue_fraction")
-    }
-    for sid, res in parts:
-        size, level = res["row"]["tile_size"], res["row"]["tile_level"]
-        xs, ys = np.asarray(res["x"], dtype=np.int64), np.asarray(res["y"], dtype=np.int64)
-        order = np.lexsort((xs, ys))
-        cols["tile_id"].extend(
-            f"{sid}:{x}:{y}:{size}" for x, y in zip(xs[order].tolist(), ys[order].tolist(), strict=True)
-        )
-        cols["slide_id"].extend([sid] * len(xs))
-        cols["x"].extend(xs[order].tolist())
-        cols["y"].extend(ys[order].tolist())
-        cols["size"].extend([size] * len(xs))
-        cols["level"].extend([level] * len(xs))
-        cols["tissue_fraction"].extend(np.asarray(res["frac"], dtype=np.float32)[order].tolist())
-    schema = pa.schema(
-        [("tile_id", pa.string()), ("slide_id", pa.string()), ("x", pa.int64()), ("y", pa.int64()),
-         ("size", pa.int64()), ("level", pa.int32()), ("tissue_fraction", pa.float32())]
-    )  # fmt: skip
-    tiles = pa.Table.from_pydict(cols, schema=schema)
-    return slide_rows, tiles
+            part = res["part"]
+            if part["slide_id"] != rec["slide_id"]:
+                raise ValueError(
+                    f"slide {rec['slide_id']!r} was stored with the tiles of {part['slide_id']!r}"
+                )
+            entries.append(part)
+    entries.sort(key=lambda e: e["slide_id"])
+    return slide_rows, entries
 
 
 def _slides_table(rows: list[dict[str, Any]]) -> Any:
