@@ -224,6 +224,31 @@ class RunConfig(_Section):
         return yaml.safe_dump(_without_credentials(self.model_dump(mode="json")), sort_keys=False)
 
 
+def default_of(section: type[BaseModel], name: str) -> Any:
+    """The default of one config field: the one place a default is written.
+
+    Code outside this module that needs a default (the generators' sampling, the retry policy,
+    the CLI's help text) reads it here, so a changed default changes everywhere at once.
+    """
+    try:
+        info = section.model_fields[name]
+    except KeyError:
+        raise KeyError(f"{section.__name__} has no field {name!r}") from None
+    return info.get_default(call_default_factory=True)
+
+
+def section_model(name: str) -> type[BaseModel]:
+    """The model of a run config section by its YAML key (``caption`` -> :class:`CaptionConfig`)."""
+    sections = {
+        key: info.annotation
+        for key, info in RunConfig.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
+    if name not in sections:
+        raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
+    return sections[name]
+
+
 def _resolve(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p)

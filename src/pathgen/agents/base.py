@@ -16,21 +16,36 @@ from typing import Any
 
 from pathgen.agents.checks import RELAXABLE
 from pathgen.agents.prompts import Prompt
+from pathgen.config import CaptionConfig, default_of
 from pathgen.engine.caller import Caller
 from pathgen.models.generators import GenerationParams, Generator, ImagePart
+from pathgen.records import CaptionTile
 
 
 @dataclass
 class TileContext:
-    """One tile's inputs, filled in as the chain advances."""
+    """One tile on its way through the chain: its record (fixed) and what the agents add to it."""
 
-    tile_id: str
+    tile: CaptionTile
     image: ImagePart | None = None
-    project: str | None = None
-    findings: list[str] = field(default_factory=list)
-    selection_prompt: str | None = None
     description: str | None = None
     revised: str | None = None
+
+    @property
+    def tile_id(self) -> str:
+        return self.tile.tile_id
+
+    @property
+    def project(self) -> str | None:
+        return self.tile.project
+
+    @property
+    def findings(self) -> tuple[str, ...]:
+        return self.tile.findings
+
+    @property
+    def selection_prompt(self) -> str | None:
+        return self.tile.selection_prompt
 
     def fields(self) -> dict[str, str]:
         return {
@@ -72,8 +87,8 @@ class Agent:
         prompt: Prompt,
         generator: Generator,
         params: GenerationParams,
-        max_reasks: int = 2,
-        context_length: int = 77,
+        max_reasks: int = default_of(CaptionConfig, "max_reasks"),
+        context_length: int = default_of(CaptionConfig, "context_length"),
     ):
         self.prompt = prompt
         self.generator = generator

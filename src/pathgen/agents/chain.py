@@ -4,33 +4,43 @@ The chain's keys are computed before any work: an agent's key includes the key o
 before it, so a changed describe prompt changes all three keys while a changed summarize prompt
 changes only the last. A tile starts at its first agent without a final row; an earlier
 ``rejected`` row ends its chain. Each outcome is journalled the moment it is known.
+
+:func:`chain_keys` is the one place those keys are computed: the chain journals under them and
+:mod:`pathgen.agents.results` reads them back for export, both from the same chain description
+(``AgentSlot.describe()``, stored in the journal's ``meta['chain']``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pathgen.agents.base import Agent, Outcome, TileContext
 from pathgen.engine.caller import Caller, Stats
 from pathgen.engine.journal import Journal, call_key
 from pathgen.models.generators import GenerationError, ImagePart
+from pathgen.records import CaptionTile
 from pathgen.rundir import fingerprint
 
+TileTask = CaptionTile  # the name this record had before pathgen.records; kept for importers
 
-@dataclass
-class TileTask:
-    tile_id: str
-    slide_id: str
-    x: int
-    y: int
-    size: int
-    slide_path: str | None = None
-    project: str | None = None
-    findings: list[str] = field(default_factory=list)
-    selection_prompt: str | None = None
+
+def chain_keys(tile_id: str, chain: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The journal keys of one tile's chain, in chain order.
+
+    ``chain`` holds one mapping per agent with ``agent``, ``prompt_id``, ``model`` and ``params``
+    (what :meth:`AgentSlot.describe` returns and the journal's ``meta['chain']`` stores). Each key
+    includes the key of the agent before it.
+    """
+    keys, upstream = [], ""
+    for link in chain:
+        upstream = call_key(
+            tile_id, link["agent"], link["prompt_id"], link["model"], link["params"], upstream
+        )
+        keys.append(upstream)
+    return keys
 
 
 @dataclass
@@ -68,10 +78,11 @@ class CaptionChain:
         journal: Journal,
         caller: Caller,
         stats: Stats,
-        load_image: Callable[[TileTask], Any],
+        load_image: Callable[[CaptionTile], Any],
         image_size: int,
     ):
         self.slots = slots
+        self.chain = [s.describe() for s in slots]
         self.journal = journal
         self.caller = caller
         self.stats = stats
@@ -88,20 +99,14 @@ class CaptionChain:
         cached = self._keys.get(tile_id)
         if cached is not None:
             return cached
-        keys, upstream = [], ""
-        for slot in self.slots:
-            upstream = call_key(
-                tile_id, slot.agent.name, slot.agent.prompt.id, slot.model, slot.params_fp, upstream
-            )
-            keys.append(upstream)
-        self._keys[tile_id] = keys
+        keys = self._keys[tile_id] = chain_keys(tile_id, self.chain)
         return keys
 
-    def preload(self, tasks: list[TileTask]) -> None:
+    def preload(self, tasks: list[CaptionTile]) -> None:
         """Read the final rows of these tiles' current keys once, before the run starts."""
         self.known = self.journal.get_many(k for t in tasks for k in self.keys(t.tile_id))
 
-    def pending_from(self, task: TileTask) -> int | None:
+    def pending_from(self, task: CaptionTile) -> int | None:
         """Index of the first agent still to run, or None when the tile's chain already ended."""
         for i, key in enumerate(self.keys(task.tile_id)):
             row = self.known.get(key)
@@ -111,20 +116,20 @@ class CaptionChain:
                 return None
         return None
 
-    def _prepare_image(self, task: TileTask) -> ImagePart:
+    def _prepare_image(self, task: CaptionTile) -> ImagePart:
         image = self.load_image(task)
         part = image if isinstance(image, ImagePart) else ImagePart(image)
         for size in self._encode_sizes:
             part.data_url_bytes(size)  # the string and the bytes the request body pastes in
         return part
 
-    async def run_tile(self, task: TileTask) -> None:
+    async def run_tile(self, task: CaptionTile) -> None:
         keys = self.keys(task.tile_id)
         start = self.pending_from(task)
         if start is None:
             self.stats.skipped += 1
             return
-        ctx = TileContext(task.tile_id, None, task.project, task.findings, task.selection_prompt)
+        ctx = TileContext(task)
         for i in range(start):
             self._advance(ctx, self.slots[i].agent.name, self.known[keys[i]])
         if any(s.agent.uses_image for s in self.slots[start:]):
@@ -157,7 +162,7 @@ class CaptionChain:
         elif agent == "revise":
             ctx.revised = (row.get("data") or {}).get("revised") or row["output"]
 
-    def _row(self, task: TileTask, i: int, keys: list[str], outcome: Outcome) -> dict[str, Any]:
+    def _row(self, task: CaptionTile, i: int, keys: list[str], outcome: Outcome) -> dict[str, Any]:
         slot = self.slots[i]
         return {
             "key": keys[i],
@@ -179,7 +184,7 @@ class CaptionChain:
             "tokens_out": outcome.tokens_out,
         }
 
-    def _record_error(self, task: TileTask, i: int, keys: list[str], message: str) -> None:
+    def _record_error(self, task: CaptionTile, i: int, keys: list[str], message: str) -> None:
         row = self._row(task, i, keys, Outcome("error", "", error=message[:1000]))
         self.journal.put(row)
         self.stats.failed += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pathgen.agents.chain import TileTask
+from pathgen.records import CaptionTile
 from pathgen.rundir import RunDir
 
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -33,8 +33,12 @@ def _read(path: Any) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
-def load_tasks(run: RunDir, limit: int | None = None) -> list[TileTask]:
-    """Selected tiles, in selected.parquet order (``limit`` keeps the first N)."""
+def load_tasks(run: RunDir, limit: int | None = None) -> list[CaptionTile]:
+    """Selected tiles as caption records, in selected.parquet order (``limit`` keeps the first N).
+
+    Each record carries its slide's path, recorded reader and mpp from slides.parquet, so the
+    caption stage reads a tile exactly as the tile stage and export do.
+    """
     run.require(run.selected, "select")
     selected = _read(run.selected)
     if not selected:
@@ -45,24 +49,12 @@ def load_tasks(run: RunDir, limit: int | None = None) -> list[TileTask]:
     slides: dict[str, dict[str, Any]] = {}
     if run.slides.exists():
         slides = {str(r["slide_id"]): r for r in _read(run.slides)}
-    findings_cache: dict[str, list[str]] = {}
+    findings_cache: dict[str, tuple[str, ...]] = {}
     tasks = []
     for row in selected[: limit if limit is not None else None]:
         slide_id = str(row["slide_id"])
-        slide = slides.get(slide_id, {})
+        slide = slides.get(slide_id)
         if slide_id not in findings_cache:
-            findings_cache[slide_id] = report_findings(slide.get("report"))
-        tasks.append(
-            TileTask(
-                tile_id=str(row["tile_id"]),
-                slide_id=slide_id,
-                x=int(row["x"]),
-                y=int(row["y"]),
-                size=int(row["size"]),
-                slide_path=slide.get("path"),
-                project=slide.get("project") or None,
-                findings=findings_cache[slide_id],
-                selection_prompt=row.get("prompt") or None,
-            )
-        )
+            findings_cache[slide_id] = tuple(report_findings((slide or {}).get("report")))
+        tasks.append(CaptionTile.from_rows(row, slide, findings=findings_cache[slide_id]))
     return tasks

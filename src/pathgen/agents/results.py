@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pathgen.engine.journal import Journal, call_key
+from pathgen.agents.chain import chain_keys
+from pathgen.engine.journal import Journal
+from pathgen.records import SelectedTile
 from pathgen.rundir import RunDir
 
 
@@ -22,25 +24,18 @@ def load_caption_records(run: RunDir) -> list[dict[str, Any]]:
     if not run.journal.exists():
         return []
     run.require(run.selected, "select")
-    selected = pq.read_table(run.selected, columns=["tile_id", "slide_id", "x", "y", "size"]).to_pylist()
+    columns = ["tile_id", "slide_id", "x", "y", "size"]
+    selected = [SelectedTile.from_rows(r) for r in pq.read_table(run.selected, columns=columns).to_pylist()]
     with Journal(run.journal) as journal:
         chain = journal.get_meta("chain")
         if not chain:
             return []
-        keys_of: dict[str, list[str]] = {}
-        for tile in selected:
-            keys, upstream = [], ""
-            for slot in chain:
-                upstream = call_key(
-                    tile["tile_id"], slot["agent"], slot["prompt_id"], slot["model"], slot["params"], upstream
-                )
-                keys.append(upstream)
-            keys_of[tile["tile_id"]] = keys
+        keys_of = {tile.tile_id: chain_keys(tile.tile_id, chain) for tile in selected}
         rows = journal.get_many(k for keys in keys_of.values() for k in keys)
     records = []
     for tile in selected:
         chain_rows = []
-        for key in keys_of[tile["tile_id"]]:
+        for key in keys_of[tile.tile_id]:
             row = rows.get(key)
             if row is None:
                 break
@@ -53,7 +48,7 @@ def load_caption_records(run: RunDir) -> list[dict[str, Any]]:
     return records
 
 
-def _record(tile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _record(tile: SelectedTile, rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_agent = {r["agent"]: r for r in rows}
     last = rows[-1]
     flags: list[str] = []
@@ -72,11 +67,11 @@ def _record(tile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
     summarize = by_agent.get("summarize")
     return {
-        "tile_id": tile["tile_id"],
-        "slide_id": tile["slide_id"],
-        "x": int(tile["x"]),
-        "y": int(tile["y"]),
-        "size": int(tile["size"]),
+        "tile_id": tile.tile_id,
+        "slide_id": tile.slide_id,
+        "x": tile.x,
+        "y": tile.y,
+        "size": tile.size,
         "caption": summarize["output"] if summarize and status != "rejected" else "",
         "description": by_agent["describe"]["output"] if "describe" in by_agent else "",
         "revision": revision,

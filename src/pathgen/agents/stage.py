@@ -94,7 +94,7 @@ def _load_image(image_size: int) -> Any:
 
         if not task.slide_path:
             raise ValueError(f"slide {task.slide_id!r} has no path in slides.parquet")
-        return read_tile(task.slide_path, task.x, task.y, task.size, out_size=image_size)
+        return read_tile(task.slide_path, task.x, task.y, task.size, out_size=image_size, reader=task.reader)
 
     return load
 
@@ -235,7 +235,7 @@ def _dry_run(
         start = chain.pending_from(task)
         if start is None:
             continue
-        ctx = TileContext(task.tile_id, None, task.project, task.findings, task.selection_prompt)
+        ctx = TileContext(task)
         ctx.description, ctx.revised = placeholder["describe"], placeholder["revise"]
         for slot in slots[start:]:
             agent = slot.agent

@@ -22,6 +22,18 @@ class PipelineOrderGroup(TyperGroup):
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command about to run or show its help, with the config defaults in its help text
+        (see :mod:`pathgen.cli.defaults`; listing the commands does not need them)."""
+        from pathgen.cli.defaults import fill_command
+
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            fill_command(command)
+        return name, command, rest
+
 
 app = typer.Typer(
     name="pathgen",

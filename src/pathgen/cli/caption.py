@@ -17,6 +17,7 @@ from pathgen.cli.common import (
     summary_table,
     with_options,
 )
+from pathgen.cli.defaults import config_default
 
 
 @app.command("caption", rich_help_panel=PIPELINE)
@@ -28,14 +29,18 @@ def caption(
         help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeat: round-robin)",
     ),
     model: str | None = typer.Option(None, help="model for all agents: served name, hf:<id|dir>, or tiny"),
-    concurrency: int | None = typer.Option(None, help="model calls in flight \\[default: 64]"),
+    concurrency: int | None = typer.Option(
+        None, help=f"model calls in flight {config_default('caption', 'concurrency')}"
+    ),
     limit: int | None = typer.Option(None, help="caption only the first N selected tiles"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="render prompts, count tokens, estimate cost; no calls"
     ),
     config: Path | None = typer.Option(None, help="YAML run config; its `caption:` section is used"),
     api_key_env: str | None = typer.Option(None, help="environment variable holding the API key"),
-    timeout: float | None = typer.Option(None, help="per-request timeout in seconds \\[default: 120]"),
+    timeout: float | None = typer.Option(
+        None, help=f"per-request timeout in seconds {config_default('caption', 'timeout_s')}"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="live progress line"),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),

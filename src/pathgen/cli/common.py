@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pathgen.cli.defaults import marker
+
 console = Console(stderr=True)
 
 
@@ -48,7 +50,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-EXECUTOR_HELP = "how items run: local (this machine) | ray \\[default: the config's `executor:`, else local]"
+EXECUTOR_HELP = (
+    "how items run: local (this machine) | ray "
+    f"\\[default: the config's `executor:`, else {marker('executor', 'kind')}]"
+)
 RAY_ADDRESS_HELP = "Ray cluster to join (auto, ray://head:10001); none: --executor ray starts a local Ray"
 
 

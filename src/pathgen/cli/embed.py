@@ -16,6 +16,7 @@ from pathgen.cli.common import (
     summary_table,
     with_options,
 )
+from pathgen.cli.defaults import config_default
 
 
 @app.command("embed", rich_help_panel=PIPELINE)
@@ -27,12 +28,18 @@ def embed(
         "-e",
         help=(
             "tiny | open_clip:NAME\\[@CKPT]\\[?quick_gelu=1] | hf:ID_OR_DIR | a model directory "
-            "\\[default: tiny]"
+            + config_default("embed", "encoder")
         ),
     ),
-    batch_size: int | None = typer.Option(None, help="images per forward pass \\[default: 64]"),
-    workers: int | None = typer.Option(None, help="DataLoader processes reading tiles \\[default: 2]"),
-    device: str | None = typer.Option(None, help="cuda | cpu | cuda:1 ... \\[default: cuda when available]"),
+    batch_size: int | None = typer.Option(
+        None, help=f"images per forward pass {config_default('embed', 'batch_size')}"
+    ),
+    workers: int | None = typer.Option(
+        None, help=f"DataLoader processes reading tiles {config_default('embed', 'workers')}"
+    ),
+    device: str | None = typer.Option(
+        None, help=f"cuda | cpu | cuda:1 ... {config_default('embed', 'device', none='cuda when available')}"
+    ),
     config: Path | None = typer.Option(None, help="YAML run config; its `embed:` section is used"),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),

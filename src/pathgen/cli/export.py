@@ -18,6 +18,7 @@ from pathgen.cli.common import (
     summary_table,
     with_options,
 )
+from pathgen.cli.defaults import config_default
 
 
 def print_export_summary(summary: dict[str, Any], out: Path) -> None:
@@ -51,12 +52,20 @@ def export(
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="output folder for --from-pathgen-json"),
     patch_size: int = typer.Option(672, help="level-0 patch side of the released records"),
-    image_size: int | None = typer.Option(None, help="side of the JPEG in the shards \\[default: 672]"),
-    jpeg_quality: int | None = typer.Option(None, help="JPEG quality \\[default: 95]"),
-    samples_per_shard: int | None = typer.Option(None, help="pairs per tar shard \\[default: 1000]"),
-    gallery_max_items: int | None = typer.Option(None, help="thumbnails in gallery.html \\[default: 1000]"),
+    image_size: int | None = typer.Option(
+        None, help=f"side of the JPEG in the shards {config_default('export', 'image_size')}"
+    ),
+    jpeg_quality: int | None = typer.Option(
+        None, help=f"JPEG quality {config_default('export', 'jpeg_quality')}"
+    ),
+    samples_per_shard: int | None = typer.Option(
+        None, help=f"pairs per tar shard {config_default('export', 'samples_per_shard')}"
+    ),
+    gallery_max_items: int | None = typer.Option(
+        None, help=f"thumbnails in gallery.html {config_default('export', 'gallery_max_items')}"
+    ),
     workers: int | None = typer.Option(
-        None, help="patch-reading threads; 0 = CPUs, at most 8 \\[default: 0]"
+        None, help=f"patch-reading threads; 0 = CPUs, at most 8 {config_default('export', 'workers')}"
     ),
     config: Path | None = typer.Option(
         None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"

@@ -10,6 +10,7 @@ import typer
 from pathgen.cli.app import PIPELINE, app
 from pathgen.cli.common import EXECUTOR_HELP, RAY_ADDRESS_HELP, console, executor_config, fail, interrupted
 
+DEMO_MODEL = "tiny"  # the demo's captioner unless --model names a served one (offline, random)
 TINY_WARNING = (
     "[bold yellow]The demo uses TINY RANDOM models[/] (embed.encoder=tiny, caption.model=tiny): it proves "
     "the whole chain runs offline, but its selections and captions are [bold]NOT meaningful[/]."
@@ -145,7 +146,7 @@ def demo_config(
     ``slides`` is ``pathgen:sample``, a slide folder or a manifest (``--slides`` gets one written)."""
     from pathgen.config import RunConfig
 
-    caption: dict[str, Any] = {"model": model or "tiny"}
+    caption: dict[str, Any] = {"model": model or DEMO_MODEL}
     if base_url:
         caption["base_url"] = base_url
     return RunConfig.model_validate(
@@ -177,7 +178,9 @@ def demo(
     base_url: str | None = typer.Option(
         None, help="OpenAI-compatible VLM server, e.g. http://localhost:8000/v1"
     ),
-    model: str | None = typer.Option(None, help="model name served at --base-url \\[default: tiny]"),
+    model: str | None = typer.Option(
+        None, help=f"model name served at --base-url \\[default: {DEMO_MODEL}, offline]"
+    ),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:

@@ -16,6 +16,7 @@ from pathgen.cli.common import (
     summary_table,
     with_options,
 )
+from pathgen.cli.defaults import config_default
 from pathgen.selection.choices import ClusterCount, ClusterPick, FindingScore
 
 _SHOW_SLIDES = 20
@@ -24,24 +25,39 @@ _SHOW_SLIDES = 20
 @app.command("select", rich_help_panel=PIPELINE)
 def select(
     run: Path = typer.Argument(..., help="run directory (after `pathgen embed`)"),
-    top_k: int | None = typer.Option(None, help="tiles kept per slide by each prompt set \\[default: 64]"),
-    cap: int | None = typer.Option(None, help="at most this many tiles per slide \\[default: 256]"),
-    clusters: int | None = typer.Option(None, help="k of k-means \\[default: from --cluster-count]"),
+    top_k: int | None = typer.Option(
+        None, help=f"tiles kept per slide by each prompt set {config_default('select', 'top_k_attribute')}"
+    ),
+    cap: int | None = typer.Option(
+        None, help=f"at most this many tiles per slide {config_default('select', 'per_slide_cap')}"
+    ),
+    clusters: int | None = typer.Option(
+        None, help=f"k of k-means {config_default('select', 'clusters', none='from --cluster-count')}"
+    ),
     cluster_count: ClusterCount | None = typer.Option(
-        None, help="k rule: sqrt (ceil of √tiles, paper) or official (released script) \\[default: sqrt]"
+        None,
+        help="k rule: sqrt (ceil of √tiles, paper) or official (released script) "
+        + config_default("select", "cluster_count"),
     ),
     cluster_pick: ClusterPick | None = typer.Option(
-        None, help="order within a cluster: seeded random, or nearest the centroid first \\[default: random]"
+        None,
+        help="order within a cluster: seeded random, or nearest the centroid first "
+        + config_default("select", "cluster_pick"),
     ),
     finding_score: FindingScore | None = typer.Option(
-        None, help="report score of a tile: sum or max of its cosines over the findings \\[default: sum]"
+        None,
+        help="report score of a tile: sum or max of its cosines over the findings "
+        + config_default("select", "finding_score"),
     ),
     dedup: float | None = typer.Option(
-        None, help="cosine at or above which tiles are duplicates \\[default: 0.88]"
+        None,
+        help=f"cosine at or above which tiles are duplicates {config_default('select', 'dedup_threshold')}",
     ),
     prompts: Path | None = typer.Option(None, help="YAML/JSON file adding attribute prompts per project"),
     replace_prompts: bool = typer.Option(False, help="the --prompts file replaces its projects' prompts"),
-    seed: int | None = typer.Option(None, help="seed of k-means and of random cluster picks \\[default: 0]"),
+    seed: int | None = typer.Option(
+        None, help=f"seed of k-means and of random cluster picks {config_default('select', 'seed')}"
+    ),
     config: Path | None = typer.Option(None, help="YAML run config; its `select:` section is used"),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),

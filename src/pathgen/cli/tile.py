@@ -16,6 +16,7 @@ from pathgen.cli.common import (
     summary_table,
     with_options,
 )
+from pathgen.cli.defaults import config_default
 
 
 @app.command("tile", rich_help_panel=PIPELINE)
@@ -26,14 +27,20 @@ def tile(
         show_default=False,
     ),
     out: Path = typer.Option(..., "--out", "-o", help="run directory"),
-    size: int | None = typer.Option(None, help="tile side in px: level-0 px, or px at --mpp (default 672)"),
+    size: int | None = typer.Option(
+        None, help=f"tile side in px: level-0 px, or px at --mpp {config_default('tile', 'size')}"
+    ),
     mpp: float | None = typer.Option(None, help="physical resolution of --size in µm/px (e.g. 0.5)"),
     assume_mpp: float | None = typer.Option(None, help="mpp for slides whose metadata has none"),
     min_tissue: float | None = typer.Option(
-        None, help="minimum tissue fraction of a kept tile (default 0.5)"
+        None, help=f"minimum tissue fraction of a kept tile {config_default('tile', 'min_tissue')}"
     ),
-    reader: str | None = typer.Option(None, help="auto | openslide | tiffslide | wsidicom (default auto)"),
-    workers: int | None = typer.Option(None, help="slide processes; 0 = CPUs, at most 8 (default 0)"),
+    reader: str | None = typer.Option(
+        None, help=f"auto | openslide | tiffslide | wsidicom {config_default('tile', 'reader')}"
+    ),
+    workers: int | None = typer.Option(
+        None, help=f"slide processes; 0 = CPUs, at most 8 {config_default('tile', 'workers')}"
+    ),
     allow_non_brightfield: bool | None = typer.Option(
         None,
         "--allow-non-brightfield",

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from pathgen.config import CaptionConfig, default_of
 from pathgen.models.generators import GenerationError, TransientError, within
 
 T = TypeVar("T")
@@ -22,11 +23,18 @@ T = TypeVar("T")
 
 @dataclass
 class RetryPolicy:
-    max_retries: int = 6
-    base_s: float = 0.5
-    max_s: float = 30.0
-    max_retry_after_s: float = 300.0
-    timeout_s: float = 120.0
+    """How often and how long to retry; the defaults are the caption config's, read from there."""
+
+    max_retries: int = default_of(CaptionConfig, "max_retries")
+    base_s: float = default_of(CaptionConfig, "backoff_s")
+    max_s: float = default_of(CaptionConfig, "backoff_max_s")
+    max_retry_after_s: float = 300.0  # a server asking for longer is waited on for this long
+    timeout_s: float = default_of(CaptionConfig, "timeout_s")
+
+    @classmethod
+    def of(cls, cfg: CaptionConfig) -> RetryPolicy:
+        """The policy a caption config asks for."""
+        return cls(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s, timeout_s=cfg.timeout_s)
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
         """Seconds before retry number ``attempt`` (0-based): Retry-After when given, else full jitter."""

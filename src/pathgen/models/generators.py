@@ -27,15 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from pathgen.config import CaptionConfig, default_of
+
 
 @dataclass
 class GenerationParams:
-    """Sampling parameters of one call; ``extra_body`` is merged into the request as is."""
+    """Sampling parameters of one call; ``extra_body`` is merged into the request as is.
 
-    temperature: float = 0.2
-    top_p: float = 0.9
-    max_tokens: int = 512
-    seed: int | None = 0
+    The defaults are the caption config's (:class:`pathgen.config.CaptionConfig`), read from there.
+    """
+
+    temperature: float = default_of(CaptionConfig, "temperature")
+    top_p: float = default_of(CaptionConfig, "top_p")
+    max_tokens: int = default_of(CaptionConfig, "max_tokens")
+    seed: int | None = default_of(CaptionConfig, "seed")
     extra_body: dict[str, Any] = field(default_factory=dict)
 
 
@@ -167,9 +172,9 @@ def load_generator(
     *,
     base_url: str | list[str] | None = None,
     api_key_env: str | None = None,
-    image_size: int = 672,
-    concurrency: int = 64,
-    timeout_s: float = 120.0,
+    image_size: int = default_of(CaptionConfig, "image_size"),
+    concurrency: int = default_of(CaptionConfig, "concurrency"),
+    timeout_s: float = default_of(CaptionConfig, "timeout_s"),
     device: str | None = None,
     batch_size: int = 8,
 ) -> Generator:

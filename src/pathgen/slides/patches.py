@@ -36,7 +36,7 @@ class _Handle:
 
 
 class _SlideCache:
-    """Open slides by path, shared by every thread of a process (the caption stage reads from many).
+    """Open slides by (path, reader), shared by every thread of a process (the caption stage reads from many).
 
     Why reference counts: with a plain LRU, a thread opening a new slide evicts and closes the oldest
     handle while another thread may be inside ``read_region`` on it (a closed OpenSlide handle, or
@@ -46,11 +46,11 @@ class _SlideCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: OrderedDict[str, _Handle] = OrderedDict()
+        self._open: OrderedDict[tuple[str, str], _Handle] = OrderedDict()
 
     @contextmanager
-    def borrow(self, path: str) -> Iterator[Slide]:
-        handle = self._acquire(path)
+    def borrow(self, path: str, reader: str = "auto") -> Iterator[Slide]:
+        handle = self._acquire((path, reader))
         try:
             yield handle.slide
         finally:
@@ -60,22 +60,23 @@ class _SlideCache:
             if close:
                 handle.slide.close()
 
-    def _acquire(self, path: str) -> _Handle:
+    def _acquire(self, key: tuple[str, str]) -> _Handle:
         with self._lock:
-            handle = self._open.get(path)
+            handle = self._open.get(key)
             if handle is not None:
-                self._open.move_to_end(path)
+                self._open.move_to_end(key)
                 handle.readers += 1
                 return handle
-        opened = open_slide(path).open()  # outside the lock: opening a slide can take a while
+        # outside the lock: opening a slide can take a while
+        opened = open_slide(key[0], reader=key[1]).open()
         to_close: list[Slide] = []
         with self._lock:
-            handle = self._open.get(path)
+            handle = self._open.get(key)
             if handle is None:
-                handle = self._open[path] = _Handle(opened)
+                handle = self._open[key] = _Handle(opened)
             else:  # another thread opened it meanwhile: use theirs
                 to_close.append(opened)
-                self._open.move_to_end(path)
+                self._open.move_to_end(key)
             handle.readers += 1
             while len(self._open) > max(1, _CACHE_SIZE):
                 _, old = self._open.popitem(last=False)
@@ -105,12 +106,15 @@ _cache = _SlideCache()
 
 
 @contextmanager
-def _borrow(slide: Slide | str | os.PathLike[str]) -> Iterator[Slide]:
-    """A Slide for a path, kept open per process so that readers re-use one handle per slide."""
+def _borrow(slide: Slide | str | os.PathLike[str], reader: str = "auto") -> Iterator[Slide]:
+    """A Slide for a path, kept open per process so that readers re-use one handle per slide.
+
+    ``reader`` is the backend to open a path with (the one slides.parquet recorded); a `Slide`
+    object keeps its own."""
     if isinstance(slide, Slide):
         yield slide
         return
-    with _cache.borrow(os.fspath(slide)) as opened:
+    with _cache.borrow(os.fspath(slide), reader) as opened:
         yield opened
 
 
@@ -120,7 +124,12 @@ def choose_level(slide: Slide, size: int, out_size: int) -> int:
 
 
 def read_tile_array(
-    slide: Slide | str | os.PathLike[str], x: int, y: int, size: int, out_size: int | None = None
+    slide: Slide | str | os.PathLike[str],
+    x: int,
+    y: int,
+    size: int,
+    out_size: int | None = None,
+    reader: str = "auto",
 ) -> np.ndarray:
     """The tile as an RGB uint8 array (out_size, out_size, 3); see :func:`read_tile`."""
     import cv2
@@ -129,7 +138,7 @@ def read_tile_array(
     out = int(out_size or size)
     if size <= 0 or out <= 0:
         raise ValueError(f"tile size and out_size must be positive, got {size}, {out_size}")
-    with _borrow(slide) as s:
+    with _borrow(slide, reader) as s:
         level = choose_level(s, size, out)
         ds = s.level_downsamples[level]
         side = max(1, round(size / ds))
@@ -141,14 +150,19 @@ def read_tile_array(
 
 
 def read_tile(
-    slide: Slide | str | os.PathLike[str], x: int, y: int, size: int, out_size: int | None = None
+    slide: Slide | str | os.PathLike[str],
+    x: int,
+    y: int,
+    size: int,
+    out_size: int | None = None,
+    reader: str = "auto",
 ) -> Any:
     """Read the ``size``-px (level-0) tile at level-0 ``(x, y)`` as an RGB PIL image of ``out_size``.
 
-    ``slide`` is a `Slide` or a path (opened once per process and cached). The pyramid level is
-    the coarsest one that still has at least the output's resolution; the region read there is
-    area-resized to ``out_size`` (default: ``size``).
+    ``slide`` is a `Slide` or a path (opened with ``reader`` once per process and cached). The
+    pyramid level is the coarsest one that still has at least the output's resolution; the region
+    read there is area-resized to ``out_size`` (default: ``size``).
     """
     from PIL import Image
 
-    return Image.fromarray(read_tile_array(slide, x, y, size, out_size))
+    return Image.fromarray(read_tile_array(slide, x, y, size, out_size, reader))
