@@ -111,8 +111,8 @@ def test_killed_driver_leaves_shards_that_the_next_run_merges_and_never_asks_aga
         FakeServer(ServerConfig(latency=(0.15, 0.3))) as b,
     ):
         cmd = [sys.executable, "-c", "from pathgen.cli import main; main()", "caption", str(run.root),
-               "--base-url", a.base_url, "--base-url", b.base_url, "--model", "fake-vlm",
-               "--concurrency", "4", "--no-progress", "--executor", "ray", "--ray-address", address]  # fmt: skip
+               "--base-url", a.base_url, "--base-url", b.base_url, "--model", "fake-vlm", "--concurrency",
+               "4", "--no-progress", "--executor", "ray", "--ray-address", address]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 180
         while _shard_rows(run) < 12 and proc.poll() is None and time.monotonic() < deadline:

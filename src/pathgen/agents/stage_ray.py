@@ -240,7 +240,7 @@ def _wait(
                 stop.begin([actor for _, actor in pending.values()])
             if pending and stop.overdue():
                 stop.notify("cancelling the calls still in flight: stopping the caption workers")
-                for i, actor in pending.values():
+                for _i, actor in pending.values():
                     ray.kill(actor, no_restart=True)
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=60)
                 for ref in list(pending):

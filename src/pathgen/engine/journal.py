@@ -330,7 +330,8 @@ def merge_shards(journal: str | Path, shards: Iterable[Path] | None = None) -> i
                         merged += db.execute("SELECT COUNT(*) FROM shard.calls").fetchone()[0]
                         db.execute(
                             # "WHERE true": SQLite's rule for an upsert whose rows come from a SELECT
-                            f"INSERT INTO calls ({cols}) SELECT {cols} FROM shard.calls WHERE true {_ON_CONFLICT}"
+                            f"INSERT INTO calls ({cols}) SELECT {cols} FROM shard.calls WHERE true"
+                            + _ON_CONFLICT
                         )
                 except BaseException:
                     db.execute("ROLLBACK")
