@@ -91,6 +91,18 @@ class AgentConfig(_Section):
     prompt_version: str | None = None
 
 
+class RayVLLMConfig(_Section):
+    """``caption.engine: ray-vllm``: the VLM runs in the cluster through Ray Data LLM's vLLM processor."""
+
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="vLLM engine arguments (max_model_len, tensor_parallel_size, ...)"
+    )
+    batch_size: int = Field(32, gt=0, description="rows per batch sent to a vLLM engine")
+    replicas: int = Field(1, gt=0, description="vLLM engine replicas (one per GPU, or per tp group)")
+    accelerator_type: str | None = Field(None, description="GPU type the engines need, e.g. 'A100'")
+    chunk_tiles: int = Field(4096, gt=0, description="tiles per round of passes (bounds driver memory)")
+
+
 class CaptionConfig(_Section):
     """The describe -> revise -> summarize chain and the engine that drives it."""
 
@@ -122,6 +134,13 @@ class CaptionConfig(_Section):
     stop_grace_s: float = Field(
         30.0, ge=0, description="on Ctrl-C/SIGTERM: seconds to wait for the calls in flight (already paid)"
     )
+    ray_workers: int | None = Field(
+        None, ge=1, description="caption workers with --executor ray; None = one per base URL (at least 1)"
+    )
+    engine: Literal["server", "ray-vllm"] = Field(
+        "server", description="'server': OpenAI-compatible servers; 'ray-vllm': vLLM inside Ray Data (GPUs)"
+    )
+    ray_vllm: RayVLLMConfig = Field(default_factory=RayVLLMConfig)
     describe: AgentConfig = Field(default_factory=AgentConfig)
     revise: AgentConfig = Field(default_factory=AgentConfig)
     summarize: AgentConfig = Field(default_factory=AgentConfig)

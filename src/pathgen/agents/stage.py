@@ -7,6 +7,10 @@ fixed pool of workers. Re-running it resumes from the journal; ``dry_run`` rende
 estimates tokens and cost without calling any model. Ctrl-C or SIGTERM stops it gracefully (the
 calls in flight are waited for, up to ``stop_grace_s``, and journalled) and raises
 :class:`~pathgen.engine.runner.Interrupted`.
+
+With a Ray executor the same engine runs in several caption workers, each against its share of the
+servers and of the tiles, each journalling into its own shard (:mod:`pathgen.agents.stage_ray`);
+with ``engine: ray-vllm`` the model runs inside Ray Data instead (:mod:`pathgen.agents.stage_vllm`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ AGENT_CLASSES: dict[str, type[Agent]] = {
 IMAGE_TOKENS = 576
 TYPICAL_OUT = {"describe": 250, "revise": 320, "summarize": 70}
 FLUSH_S = 0.02  # journal commit period: kill -9 loses at most this much of finished answers
-UNFINGERPRINTED = ("stop_grace_s",)  # settings that never change a caption
+UNFINGERPRINTED = ("stop_grace_s", "ray_workers")  # settings that never change a caption
 
 
 def resolve_agent(cfg: CaptionConfig, name: str) -> dict[str, Any]:
@@ -57,8 +61,16 @@ def resolve_agent(cfg: CaptionConfig, name: str) -> dict[str, Any]:
     }
 
 
-def build_agents(cfg: CaptionConfig, batch_size: int = 8) -> tuple[list[Agent], list[Generator]]:
-    """Agents in chain order, and the distinct generators they use (to close at the end)."""
+GeneratorFactory = Callable[[str, list[str]], Generator]
+
+
+def build_agents(
+    cfg: CaptionConfig, batch_size: int = 8, make_generator: GeneratorFactory | None = None
+) -> tuple[list[Agent], list[Generator]]:
+    """Agents in chain order, and the distinct generators they use (to close at the end).
+
+    ``make_generator(model, base_urls)`` replaces :func:`load_generator` (the ray-vllm engine's
+    batched generator)."""
     generators: dict[tuple[str, tuple[str, ...]], Generator] = {}
     agents: list[Agent] = []
     for name, cls in AGENT_CLASSES.items():
@@ -66,7 +78,9 @@ def build_agents(cfg: CaptionConfig, batch_size: int = 8) -> tuple[list[Agent], 
         urls = spec["base_url"]
         urls_t = (urls,) if isinstance(urls, str) else tuple(urls or ())
         gkey = (spec["model"], urls_t)
-        if gkey not in generators:
+        if gkey not in generators and make_generator is not None:
+            generators[gkey] = make_generator(spec["model"], list(urls_t))
+        elif gkey not in generators:
             generators[gkey] = load_generator(
                 spec["model"],
                 base_url=list(urls_t),
@@ -88,7 +102,9 @@ def build_agents(cfg: CaptionConfig, batch_size: int = 8) -> tuple[list[Agent], 
     return agents, list(generators.values())
 
 
-def _load_image(image_size: int) -> Any:
+def tile_loader(image_size: int) -> Callable[[TileTask], Any]:
+    """Read a tile from its slide, at the size the model is sent (the default image loader)."""
+
     def load(task: TileTask) -> Any:
         from pathgen.slides import read_tile
 
@@ -132,7 +148,12 @@ def caption_stage(
             "offline_demo": last.get("offline_demo", False),
         }
     tasks = load_tasks(run, limit)
-    agents, generators = build_agents(cfg)
+    factory = None
+    if cfg.engine == "ray-vllm":
+        from pathgen.agents.stage_vllm import generator_factory
+
+        factory = generator_factory(cfg)
+    agents, generators = build_agents(cfg, make_generator=factory)
     slots = [AgentSlot.of(a, cfg.image_size) for a in agents]
     if dry_run:
         try:
@@ -140,12 +161,21 @@ def caption_stage(
         finally:
             asyncio.run(_close(generators))
     run.ensure()
-    _warm_up(slots)
-    loader = image_loader or _load_image(cfg.image_size)
+    if cfg.engine == "ray-vllm":
+        from pathgen.agents.stage_vllm import caption_with_vllm
+
+        return caption_with_vllm(run, cfg, tasks, agents, slots, executor, image_loader, progress, limit, fp)
+    if executor is not None and executor.name == "ray":
+        from pathgen.agents.stage_ray import caption_with_workers
+
+        asyncio.run(_close(generators))  # the workers build their own, against their servers
+        return caption_with_workers(run, cfg, tasks, slots, executor, image_loader, progress, limit, fp)
+    warm_up(slots)
+    loader = image_loader or tile_loader(cfg.image_size)
     return asyncio.run(_run(run, cfg, tasks, slots, generators, limit, progress, loader, fp))
 
 
-def _warm_up(slots: list[AgentSlot]) -> None:
+def warm_up(slots: list[AgentSlot]) -> None:
     """Import the heavy libraries (open_clip's tokenizer, slide readers) before the event loop
     starts: an import inside the loop would stall every call in flight for seconds."""
     from pathgen.agents.fit import clip_tokenizer
@@ -171,41 +201,76 @@ async def _run(
     caller = Caller(cfg.concurrency, policy, stats)
     stop = GracefulStop(cfg.stop_grace_s, caller.stop, lambda: stats.in_flight)
     journal = Journal(run.journal)
+    loop = asyncio.get_running_loop()
     try:
         journal.set_meta("chain", [s.describe() for s in slots])
-        chain = CaptionChain(slots, journal, caller, stats, loader, cfg.image_size)
-        chain.preload(tasks)
-        workers = cfg.concurrency + max(4, cfg.concurrency // 8)
-        loop = asyncio.get_running_loop()
-        window = FlushWindow(journal, FLUSH_S, loop)
-        pool = asyncio.ensure_future(
-            run_pool(
-                tasks, chain.run_tile, workers, stats, progress=progress, should_stop=lambda: stop.requested
-            )
-        )
-        stop.install(loop, pool)
-        try:
-            await pool
-        except asyncio.CancelledError:
-            if not (pool.cancelled() and stop.requested):
-                raise  # cancelled from outside, not by our signal handler
-        finally:
-            stop.restore()
-            window.close()
+        await drive_tiles(
+            journal, cfg, tasks, slots, caller, stats, loader, progress,
+            should_stop=lambda: stop.requested, started=lambda pool: stop.install(loop, pool),
+        )  # fmt: skip
     finally:
+        stop.restore()
         journal.close()  # flushes what is left
         for gen in generators:
             await gen.aclose()
     if stop.signum is not None:
         raise Interrupted(stop.signum, journal.written, stats.done + stats.skipped, len(tasks), stop.forced)
-    summary = stats.summary()
-    summary.update(
-        total=len(tasks),
-        up_to_date=stats.done == 0 and stats.failed == 0,
-        chain=[s.describe() for s in slots],
-        offline_demo=any(g.offline_demo for g in generators),
+    return finish(run, stats.summary(), len(tasks), slots, any(g.offline_demo for g in generators), limit, fp)
+
+
+async def drive_tiles(
+    journal: Journal,
+    cfg: CaptionConfig,
+    tasks: list[TileTask],
+    slots: list[AgentSlot],
+    caller: Caller,
+    stats: Stats,
+    loader: Callable[[TileTask], Any],
+    progress: bool,
+    should_stop: Callable[[], bool],
+    started: Callable[[asyncio.Future[Any]], Any],
+) -> None:
+    """The engine of one process: the tiles through the chain with a fixed pool of workers,
+    answers committed to ``journal`` every few ms. ``started(pool)`` sees the pool's future (a
+    signal handler or a worker's stop cancels it); a cancel after ``should_stop()`` ends quietly."""
+    chain = CaptionChain(slots, journal, caller, stats, loader, cfg.image_size)
+    chain.preload(tasks)
+    workers = cfg.concurrency + max(4, cfg.concurrency // 8)
+    window = FlushWindow(journal, FLUSH_S, asyncio.get_running_loop())
+    pool = asyncio.ensure_future(
+        run_pool(tasks, chain.run_tile, workers, stats, progress=progress, should_stop=should_stop)
     )
-    if limit is None and stats.failed == 0 and not (summary["up_to_date"] and run.stage_done("caption", fp)):
+    started(pool)
+    try:
+        await pool
+    except asyncio.CancelledError:
+        if not (pool.cancelled() and should_stop()):
+            raise  # cancelled from outside, not by a stop request
+    finally:
+        window.close()
+
+
+def finish(
+    run: RunDir,
+    summary: dict[str, Any],
+    total: int,
+    slots: list[AgentSlot],
+    offline_demo: bool,
+    limit: int | None,
+    fp: str,
+) -> dict[str, Any]:
+    """The stage's summary; the stage marker when every selected tile finished."""
+    summary.update(
+        total=total,
+        up_to_date=summary["done"] == 0 and summary["failed"] == 0,
+        chain=[s.describe() for s in slots],
+        offline_demo=offline_demo,
+    )
+    if (
+        limit is None
+        and summary["failed"] == 0
+        and not (summary["up_to_date"] and run.stage_done("caption", fp))
+    ):
         run.mark_stage("caption", fp, {k: v for k, v in summary.items() if k != "chain"})
     return summary
 

@@ -16,15 +16,27 @@ process (what an interrupted run reports as saved).
 
 Statuses: ``ok``, ``truncated`` (caption cut to fit), ``rejected`` (output checks failed after every
 re-ask: final) and ``error`` (transport failure after every retry: retried by the next run).
+
+Shards (cluster mode): SQLite is not safe with several writers on NFS, so each Ray caption worker
+writes its own shard, ``RUN/journal.d/<worker>.sqlite``, that no other process opens for writing,
+and reads the main journal through :func:`open_readonly` (``immutable=1``: no locks, which NFS
+does not honour reliably; the driver checkpoints the main journal and leaves it alone while the
+workers run). The driver alone merges the shards back (:func:`merge_shards`, the journal's own
+upsert rule, one transaction per shard) and removes them. Shards left behind by a killed driver
+are merged the next time the journal is opened for writing while no driver holds the lock
+(:func:`driver_lock`), so a call journalled in any shard is never made again and every reader
+(export, a dry run) sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +95,13 @@ CREATE INDEX IF NOT EXISTS calls_tile ON calls (tile_id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
-_UPSERT = f"""
-INSERT INTO calls ({", ".join(COLUMNS)}) VALUES ({", ".join("?" * len(COLUMNS))})
+# A final row is never overwritten; an ``error`` row is replaced (by a put, or by a shard's row).
+_ON_CONFLICT = f"""
 ON CONFLICT (key) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "key")}
 WHERE calls.status = 'error'
 """
+_UPSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}){_ON_CONFLICT}"
 
 
 def call_key(tile_id: str, agent: str, prompt_id: str, model: str, params: str, upstream: str) -> str:
@@ -97,11 +110,19 @@ def call_key(tile_id: str, agent: str, prompt_id: str, model: str, params: str, 
 
 
 class Journal:
-    """A thin, single-connection wrapper; used from one event-loop thread."""
+    """A thin, single-connection wrapper; used from one event-loop thread.
 
-    def __init__(self, path: str | Path):
+    Opening it merges shards a killed Ray caption driver left behind (``merge_leftovers=False``
+    for a worker's own shard, which is never a main journal).
+    """
+
+    def __init__(self, path: str | Path, merge_leftovers: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if merge_leftovers and shard_paths(self.path):
+            with driver_lock(self.path, wait=False) as free:
+                if free:  # no caption driver is running: these shards are leftovers
+                    merge_shards(self.path)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -180,18 +201,7 @@ class Journal:
 
     def get_many(self, keys: Iterable[str], final_only: bool = True) -> dict[str, dict[str, Any]]:
         """Rows by key (in chunks, to stay under SQLite's variable limit)."""
-        keys = list(keys)
-        out: dict[str, dict[str, Any]] = {}
-        where = f" AND status IN ({', '.join(repr(s) for s in FINAL)})" if final_only else ""
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            sql = (
-                f"SELECT {', '.join(COLUMNS)} FROM calls WHERE key IN ({', '.join('?' * len(chunk))}){where}"
-            )
-            for values in self._db.execute(sql, chunk):
-                row = _decode(values)
-                out[row["key"]] = row
-        return out
+        return _select_many(self._db, list(keys), final_only)
 
     def count(self, **where: Any) -> int:
         clause = " AND ".join(f"{k} = ?" for k in where) or "1"
@@ -205,6 +215,136 @@ class Journal:
         return [
             _decode(v) for v in self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM calls ORDER BY rowid")
         ]
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database file, so readers that ignore the WAL (``immutable=1``)
+        see every committed row."""
+        self.flush()
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+class ShardJournal(Journal):
+    """A Ray caption worker's journal: writes go to its own shard; reads also see the main
+    journal, opened read-only (rows already journalled there are skipped, never asked again)."""
+
+    def __init__(self, shard: str | Path, main: str | Path):
+        super().__init__(shard, merge_leftovers=False)
+        self._main = open_readonly(main) if Path(main).exists() else None
+
+    def get_many(self, keys: Iterable[str], final_only: bool = True) -> dict[str, dict[str, Any]]:
+        keys = list(keys)
+        out = _select_many(self._main, keys, final_only) if self._main is not None else {}
+        for key, row in _select_many(self._db, keys, final_only).items():
+            if key not in out or out[key]["status"] not in FINAL:
+                out[key] = row
+        return out
+
+    def close(self) -> None:
+        super().close()
+        if self._main is not None:
+            self._main.close()
+            self._main = None
+
+
+def _select_many(db: sqlite3.Connection, keys: list[str], final_only: bool) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    where = f" AND status IN ({', '.join(repr(s) for s in FINAL)})" if final_only else ""
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        sql = f"SELECT {', '.join(COLUMNS)} FROM calls WHERE key IN ({', '.join('?' * len(chunk))}){where}"
+        for values in db.execute(sql, chunk):
+            row = _decode(values)
+            out[row["key"]] = row
+    return out
+
+
+# -- shards -----------------------------------------------------------------------------------------
+def shard_dir(journal: str | Path) -> Path:
+    """``RUN/journal.d/`` beside ``RUN/journal.sqlite``: the workers' shards."""
+    path = Path(journal)
+    return path.with_name(path.stem + ".d")
+
+
+def shard_paths(journal: str | Path) -> list[Path]:
+    folder = shard_dir(journal)
+    return sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """The database file as it is, without locks or its WAL (``immutable=1``): safe on NFS as long
+    as nobody writes it meanwhile, which the caption driver guarantees for the main journal."""
+    uri = Path(path).resolve().as_uri() + "?immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+@contextlib.contextmanager
+def driver_lock(journal: str | Path, wait: bool = True) -> Iterator[bool]:
+    """Hold ``journal.d/.driver.lock`` (an advisory ``flock``, released by the kernel when the
+    holder dies, even by SIGKILL) for as long as a caption driver runs workers; yields whether it
+    was taken (``wait=False`` gives up at once when someone else holds it)."""
+    import fcntl
+
+    folder = shard_dir(journal)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".driver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def merge_shards(journal: str | Path, shards: Iterable[Path] | None = None) -> int:
+    """Merge shards into the main journal and remove them; returns the rows the shards held.
+
+    The caller holds :func:`driver_lock` and no worker writes these shards any more. Each shard is
+    merged in one transaction with the journal's upsert rule (a final row is kept, an ``error``
+    row is replaced), then deleted: a crash between the two merges it again, harmlessly.
+    """
+    shards = list(shard_paths(journal) if shards is None else shards)
+    if not shards:
+        return 0
+    db = sqlite3.connect(journal, timeout=30, isolation_level=None)
+    merged = 0
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(SCHEMA)
+        cols = ", ".join(COLUMNS)
+        for shard in shards:
+            db.execute("ATTACH DATABASE ? AS shard", (str(shard),))  # read-write: recovers its WAL
+            try:
+                has_calls = db.execute(
+                    "SELECT 1 FROM shard.sqlite_master WHERE type = 'table' AND name = 'calls'"
+                ).fetchone()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if has_calls:
+                        merged += db.execute("SELECT COUNT(*) FROM shard.calls").fetchone()[0]
+                        db.execute(
+                            # "WHERE true": SQLite's rule for an upsert whose rows come from a SELECT
+                            f"INSERT INTO calls ({cols}) SELECT {cols} FROM shard.calls WHERE true"
+                            + _ON_CONFLICT
+                        )
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                db.execute("DETACH DATABASE shard")
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{shard}{suffix}")
+    finally:
+        db.close()
+    return merged
 
 
 def _decode(values: tuple[Any, ...]) -> dict[str, Any]:
