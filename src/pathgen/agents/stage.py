@@ -71,6 +71,8 @@ def build_agents(cfg: CaptionConfig, batch_size: int = 8) -> tuple[list[Agent], 
                 concurrency=cfg.concurrency,
                 timeout_s=cfg.timeout_s,
                 batch_size=batch_size,
+                transport=cfg.transport,
+                structured_output=cfg.structured_output,
             )
         params = GenerationParams(
             temperature=spec["temperature"],

@@ -30,13 +30,18 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class GenerationParams:
-    """Sampling parameters of one call; ``extra_body`` is merged into the request as is."""
+    """Sampling parameters of one call; ``extra_body`` is merged into the request as is.
+
+    ``json_schema``: the answer must be JSON matching this schema (its ``title`` names it). Servers
+    that support structured output are asked to enforce it; the prompt asks for it in any case.
+    """
 
     temperature: float = 0.2
     top_p: float = 0.9
     max_tokens: int = 512
     seed: int | None = 0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -172,6 +177,8 @@ def load_generator(
     timeout_s: float = 120.0,
     device: str | None = None,
     batch_size: int = 8,
+    transport: str = "auto",
+    structured_output: str = "auto",
 ) -> Generator:
     """Build the generator a spec names; bad specs fail at once with the forms that exist."""
     if not isinstance(spec, str) or not spec.strip():
@@ -198,6 +205,8 @@ def load_generator(
             image_size=image_size,
             concurrency=concurrency,
             timeout_s=timeout_s,
+            transport=transport,
+            structured_output=structured_output,
         )
     raise ValueError(
         f"cannot resolve generator {spec!r}: it is not 'tiny', not 'hf:...', not a local directory, "
