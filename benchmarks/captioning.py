@@ -5,11 +5,21 @@ uniformly from [--latency-min, --latency-max] and computes at most --server-conc
 once, like a GPU server with a fixed batch. The client is the real ``caption_stage``: real tiles read
 from CMU-1-Small-Region.svs, real JPEG data URLs, real journal. Baseline, in the same run: the ideal
 throughput C / mean latency (the server never idle). Reported: achieved / ideal (goal >= 0.95) and
-client CPU per call (process CPU time / calls, goal <= 1 ms), for a clean run and for a run that is
+client CPU per call (process CPU time / calls, goal <= 1 ms), for clean runs and for a run that is
 SIGKILLed midway and resumed (no journalled call may be repeated).
 
+Transports (issue 9, item 19): the clean run is repeated ``--repeat`` times for each of
+``--transports`` (native HTTP/1.1 pool, aiohttp), alternating, against the same server under the
+same load; reported per transport: the median CPU per call and the median ratio to the first
+transport in the same repetition (robust to the load of a shared machine).
+
+Structured output (item 18): ``--reask-patches`` tiles are captioned with ``structured_output``
+auto (the server enforces the revise schema), off (prompt only: the fake model answers prose for
+``--invalid-json-rate`` of revise calls), and auto against a second server that rejects
+``response_format`` (fallback); reported: revise re-asks per revise row.
+
+    python benchmarks/captioning.py --patches 1000 --server-concurrency 256 --skip-kill
     python benchmarks/captioning.py --patches 10000 --server-concurrency 64
-    python benchmarks/captioning.py --patches 500 --quick
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLIDE = (shared_data() or candidates()[0]) / "slides" / "CMU-1-Small-Region.svs"
 
 
-def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+def start_server(args: argparse.Namespace, *extra: str) -> tuple[subprocess.Popen[str], str]:
     cmd = [
         sys.executable,
         "-m",
@@ -43,6 +53,9 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
         str(args.server_concurrency),
         "--seed",
         "0",
+        "--invalid-json-rate",
+        str(args.invalid_json_rate),
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -89,7 +102,9 @@ def make_run(root: Path, n: int, size: int = 224, step: int = 16) -> Any:
     raise ValueError(f"at most {len(rows)} distinct tiles at step {step}")
 
 
-def caption_cfg(args: argparse.Namespace, base_url: str) -> Any:
+def caption_cfg(
+    args: argparse.Namespace, base_url: str, transport: str = "native", structured: str = "auto"
+) -> Any:
     from pathgen.config import CaptionConfig
 
     return CaptionConfig(
@@ -98,6 +113,8 @@ def caption_cfg(args: argparse.Namespace, base_url: str) -> Any:
         concurrency=args.client_concurrency,
         image_size=args.image_size,
         timeout_s=60,
+        transport=transport,
+        structured_output=structured,
     )
 
 
@@ -111,11 +128,20 @@ def warm_up() -> None:
     read_tile(str(SLIDE), 0, 0, 224, out_size=224)
 
 
-def measured_run(run: Any, args: argparse.Namespace, base_url: str, label: str) -> dict[str, Any]:
+def measured_run(
+    run: Any,
+    args: argparse.Namespace,
+    base_url: str,
+    label: str,
+    transport: str = "native",
+    structured: str = "auto",
+) -> dict[str, Any]:
     from pathgen.agents.stage import caption_stage
+    from pathgen.engine.journal import Journal
 
     warm_up()
     before = server_stats(base_url)
+    times0 = os.times()
     cpu0 = time.process_time()
     loader = None
     if args.image_source == "constant":  # engine cost alone: one pre-encoded image for every tile
@@ -126,15 +152,21 @@ def measured_run(run: Any, args: argparse.Namespace, base_url: str, label: str) 
         part = ImagePart(Image.new("RGB", (args.image_size, args.image_size), (200, 120, 170)))
         part.data_url(args.image_size)
         loader = lambda task: part  # noqa: E731
-    summary = caption_stage(run, caption_cfg(args, base_url), progress=args.progress, image_loader=loader)
+    cfg = caption_cfg(args, base_url, transport, structured)
+    summary = caption_stage(run, cfg, progress=args.progress, image_loader=loader)
     cpu = time.process_time() - cpu0
+    times1 = os.times()
     after = server_stats(base_url)
+    with Journal(run.journal) as journal:
+        revise = [r for r in journal.rows() if r["agent"] == "revise"]
     calls = after["ok"] - before["ok"]
     mean_latency = (after["delay_sum"] - before["delay_sum"]) / max(1, calls)
     ideal = args.server_concurrency / mean_latency if mean_latency else float("nan")
     achieved = calls / summary["elapsed_s"]
     return {
         "run": label,
+        "transport": transport,
+        "structured_output": structured,
         "tiles_done": summary["done"],
         "tiles_skipped": summary["skipped"],
         "failed": summary["failed"],
@@ -145,7 +177,14 @@ def measured_run(run: Any, args: argparse.Namespace, base_url: str, label: str) 
         "ideal_calls_per_s": round(ideal, 2),
         "throughput_ratio": round(achieved / ideal, 4),
         "client_cpu_ms_per_call": round(1000 * cpu / max(1, calls), 3),
+        "user_ms_per_call": round(1000 * (times1.user - times0.user) / max(1, calls), 3),
+        "sys_ms_per_call": round(1000 * (times1.system - times0.system) / max(1, calls), 3),
         "server_max_in_flight": after["max_in_flight"],
+        "revise_rows": len(revise),
+        "revise_reask_rate": round(sum(r["reasks"] or 0 for r in revise) / max(1, len(revise)), 4),
+        "revise_rejected": sum(r["status"] == "rejected" for r in revise),
+        "structured_requests": after["structured"] - before["structured"],
+        "schema_rejected": after["schema_rejected"] - before["schema_rejected"],
     }
 
 
@@ -200,6 +239,76 @@ def kill_and_resume(args: argparse.Namespace, base_url: str, root: Path) -> dict
     return result
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def transport_summary(results: list[dict[str, Any]], transports: list[str]) -> list[dict[str, Any]]:
+    """Per transport: median/min/max CPU per call and the median ratio to the first transport's run
+    of the same repetition (a peer under the same load)."""
+    peer = {r["repetition"]: r["client_cpu_ms_per_call"] for r in results if r["transport"] == transports[0]}
+    rows = []
+    for t in transports:
+        runs = [r for r in results if r["transport"] == t]
+        cpu = [r["client_cpu_ms_per_call"] for r in runs]
+        ratios = [
+            r["client_cpu_ms_per_call"] / peer[r["repetition"]] for r in runs if peer.get(r["repetition"])
+        ]
+        rows.append(
+            {
+                "transport": t,
+                "runs": len(runs),
+                "cpu_ms_per_call_median": round(median(cpu), 3),
+                "cpu_ms_per_call_min": round(min(cpu), 3),
+                "cpu_ms_per_call_max": round(max(cpu), 3),
+                f"ratio_to_{transports[0]}_median": round(median(ratios), 3),
+                "throughput_ratio_median": round(median([r["throughput_ratio"] for r in runs]), 4),
+                "meets_1ms_goal": median(cpu) <= 1.0,
+            }
+        )
+    return rows
+
+
+def reask_runs(args: argparse.Namespace, base_url: str, workdir: Path) -> list[dict[str, Any]]:
+    """Revise re-ask rate with structured output (auto, server enforces the schema), without (off),
+    and auto against a server that rejects response_format (falls back to the prompt)."""
+    n = args.reask_patches
+    results = [
+        measured_run(
+            make_run(workdir / "reask-auto", n), args, base_url, "structured auto", structured="auto"
+        ),
+        measured_run(make_run(workdir / "reask-off", n), args, base_url, "structured off", structured="off"),
+    ]
+    old, old_url = start_server(args, "--structured-output", "reject")
+    try:
+        run = make_run(workdir / "reask-old", n)
+        results.append(measured_run(run, args, old_url, "auto vs server without it", structured="auto"))
+    finally:
+        stop_server(old)
+    return results
+
+
+def stop_server(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def print_table(console: Any, title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[str(r[c]) for c in cols])
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=10_000)
@@ -214,6 +323,16 @@ def main(argv: list[str] | None = None) -> int:
         default="slide",
         help="slide: read + JPEG-encode every tile (real cost); constant: one pre-encoded image",
     )
+    parser.add_argument(
+        "--transports", default="native,aiohttp", help="comma-separated; the first is the peer of ratios"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="clean runs per transport, alternating")
+    parser.add_argument(
+        "--reask-patches", type=int, default=300, help="tiles per structured-output run; 0 skips them"
+    )
+    parser.add_argument(
+        "--invalid-json-rate", type=float, default=0.2, help="prompt-only revise answers that are prose"
+    )
     parser.add_argument("--kill-at", type=float, default=0.5, help="share of calls journalled before kill -9")
     parser.add_argument("--skip-kill", action="store_true")
     parser.add_argument("--progress", action="store_true")
@@ -221,45 +340,71 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     args.client_concurrency = args.client_concurrency or args.server_concurrency
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    if not transports or args.repeat < 1:
+        parser.error("need at least one transport and --repeat >= 1")
     import tempfile
 
     from rich.console import Console
-    from rich.table import Table
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pathgen-bench-caption-"))
     server, base_url = start_server(args)
+    results: list[dict[str, Any]] = []
+    reasks: list[dict[str, Any]] = []
+    killed: dict[str, Any] | None = None
     try:
-        results = [measured_run(make_run(workdir / "clean", args.patches), args, base_url, "clean")]
+        for rep in range(args.repeat):
+            for t in transports:
+                run = make_run(workdir / f"clean-{t}-{rep}", args.patches)
+                results.append({**measured_run(run, args, base_url, f"clean #{rep}", t), "repetition": rep})
+        if args.reask_patches:
+            reasks = reask_runs(args, base_url, workdir)
         if not args.skip_kill:
-            results.append(kill_and_resume(args, base_url, workdir))
+            killed = kill_and_resume(args, base_url, workdir)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
+    console = Console(width=200)
+    title = (
+        f"captioning: {args.patches} patches x 3 agents, C={args.server_concurrency}, "
+        f"latency U({args.latency_min}, {args.latency_max}) s, "
+        f"image {args.image_size} px ({args.image_source})"
+    )
     cols = [
         "run",
+        "transport",
         "calls",
         "elapsed_s",
         "calls_per_s",
-        "ideal_calls_per_s",
         "throughput_ratio",
         "client_cpu_ms_per_call",
+        "user_ms_per_call",
+        "sys_ms_per_call",
         "server_max_in_flight",
     ]
-    table = Table(
-        title=f"captioning: {args.patches} patches x 3 agents, C={args.server_concurrency}, "
-        f"latency U({args.latency_min}, {args.latency_max}) s, image {args.image_size} px"
+    print_table(console, title, results + ([killed] if killed else []), cols)
+    summary = transport_summary(results, transports)
+    print_table(
+        console, f"client CPU per call by transport (C={args.server_concurrency})", summary, list(summary[0])
     )
-    for col in cols:
-        table.add_column(col)
-    for r in results:
-        table.add_row(*[str(r[c]) for c in cols])
-    console = Console()
-    console.print(table)
-    if len(results) > 1:
-        k = results[1]
+    if reasks:
+        reask_cols = [
+            "run",
+            "revise_rows",
+            "revise_reask_rate",
+            "revise_rejected",
+            "structured_requests",
+            "schema_rejected",
+            "client_cpu_ms_per_call",
+        ]
+        print_table(
+            console,
+            f"revise re-asks with and without structured output ({args.reask_patches} tiles, "
+            f"prompt-only prose rate {args.invalid_json_rate})",
+            reasks,
+            reask_cols,
+        )
+    if killed:
+        k = killed
         console.print(
             f"kill -9 at {k['journalled_at_kill']} journalled calls: {k['repeated_journalled_calls']} "
             f"journalled calls repeated, {k['answered_but_lost_in_flight']} answered-but-in-flight calls "
@@ -273,13 +418,18 @@ def main(argv: list[str] | None = None) -> int:
         "latency": [args.latency_min, args.latency_max],
         "image_size": args.image_size,
         "image_source": args.image_source,
+        "transports": transports,
+        "repeat": args.repeat,
+        "reask_patches": args.reask_patches,
+        "invalid_json_rate": args.invalid_json_rate,
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
         "goal_ratio": 0.95,
         "goal_cpu_ms": 1.0,
     }
+    out = {"config": meta, "results": results, "transports": summary, "reasks": reasks, "killed": killed}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": meta, "results": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
     console.print(f"wrote {args.out}")
     return 0
 

@@ -118,6 +118,14 @@ class CaptionConfig(_Section):
     max_tokens: int = 512
     seed: int | None = 0
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    structured_output: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="ask servers to enforce the revise JSON schema (response_format); auto: until a "
+        "server rejects it, then prompt-only for that server",
+    )
+    transport: Literal["auto", "native", "aiohttp"] = Field(
+        "auto", description="HTTP client: native (lean, default) or aiohttp (chosen when a proxy applies)"
+    )
     concurrency: int = Field(64, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from PIL import Image
 
+from pathgen.agents.revise import REVISION_SCHEMA, parse_revision
 from pathgen.engine.fakeserver import FakeServer, ServerConfig
 from pathgen.models.gen_openai import OpenAIGenerator
 from pathgen.models.generators import (
@@ -34,7 +35,7 @@ async def _one(gen: OpenAIGenerator, rid: str = "r1"):
         await gen.aclose()
 
 
-@pytest.mark.parametrize("transport", ["native", "httpx"])
+@pytest.mark.parametrize("transport", ["native", "aiohttp"])
 def test_generates_and_builds_a_complete_payload(transport):
     with FakeServer() as server:
         gen = _gen(server, image_size=48, transport=transport)
@@ -57,7 +58,7 @@ def test_generates_and_builds_a_complete_payload(transport):
         ("drop", TransientError, None),
     ],
 )
-@pytest.mark.parametrize("transport", ["native", "httpx"])
+@pytest.mark.parametrize("transport", ["native", "aiohttp"])
 def test_faults_become_typed_errors(fault, error, status, transport):
     with (
         FakeServer(ServerConfig(faults={"describe": [fault]}, retry_after=2.5)) as server,
@@ -112,8 +113,8 @@ def test_load_generator_resolves_specs_and_rejects_unknown():
         load_generator("m", base_url="127.0.0.1:8000")
 
 
-def test_request_body_is_the_plain_json_dump_of_the_payload():
-    """encode_body pastes cached data URLs into a placeholder dump: it must be byte-identical."""
+def test_request_body_decodes_to_the_payload():
+    """The orjson body is the payload: escapes, non-ASCII text and the image data URL survive."""
     import json
 
     gen = OpenAIGenerator("m", ["http://127.0.0.1:9/v1"], image_size=48)
@@ -121,16 +122,127 @@ def test_request_body_is_the_plain_json_dump_of_the_payload():
     messages = [
         {"role": "system", "content": 'Quote " backslash \\ and \x00 and é.'},
         {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "a"}]},
-        {
-            "role": "user",
-            "content": [{"type": "image", "image": image}, {"type": "text", "text": f"{gen._mark}0\x00"}],
-        },
     ]
     params = GenerationParams(seed=3, extra_body={"top_k": 5})
-    plain = json.dumps(gen.build_payload(messages, params), separators=(",", ":")).encode()
-    assert gen.encode_body(messages, params) == plain
-    assert (
-        gen.encode_body(messages[:2], params)
-        == json.dumps(gen.build_payload(messages[:2], params), separators=(",", ":")).encode()
-    )
+    body = json.loads(gen.encode_body(messages, params))
+    assert body == gen.build_payload(messages, params)
+    assert body["messages"][0]["content"] == 'Quote " backslash \\ and \x00 and é.'
+    assert body["messages"][1]["content"][0]["image_url"]["url"] == image.data_url(48, 90)
+    assert "response_format" not in body
     asyncio.run(gen.aclose())
+
+
+# -- structured output (response_format with the revise schema) --------------------------------------
+REVISE_MESSAGES = [
+    {"role": "system", "content": 'Answer JSON {"edits": [...], "revised": "..."}.'},  # the fake: revise
+    {"role": "user", "content": "Description: tumour cells."},
+]
+
+
+def _revise(gen: OpenAIGenerator, n: int = 1, rid: str = "rev") -> list[str]:
+    params = GenerationParams(json_schema=REVISION_SCHEMA)
+
+    async def run():
+        try:
+            return [(await gen.generate(REVISE_MESSAGES, params, f"{rid}{i}")).text for i in range(n)]
+        finally:
+            await gen.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(("mode", "sent"), [("auto", True), ("on", True), ("off", False)])
+def test_request_carries_the_revise_schema_when_enabled(mode, sent):
+    import json
+
+    gen = OpenAIGenerator("m", ["http://127.0.0.1:9/v1"], structured_output=mode)
+    params = GenerationParams(json_schema=REVISION_SCHEMA)
+    body = json.loads(gen.encode_body(REVISE_MESSAGES, params, gen.wants_schema(params, gen.base_urls[0])))
+    if sent:
+        assert body["response_format"] == {
+            "type": "json_schema",
+            "json_schema": {"name": "revision", "schema": REVISION_SCHEMA, "strict": True},
+        }
+    else:
+        assert "response_format" not in body
+    # Agents without a schema never send one.
+    assert not gen.wants_schema(GenerationParams(), gen.base_urls[0])
+    asyncio.run(gen.aclose())
+    with FakeServer() as server:
+        texts = _revise(_gen(server, structured_output=mode))
+    assert [e["structured"] for e in server.log] == [sent]
+    assert parse_revision(texts[0]).revised
+
+
+def test_schema_rejection_falls_back_to_the_prompt_and_is_remembered_per_base_url():
+    with FakeServer(ServerConfig(structured_output="reject")) as old, FakeServer() as new:
+        gen = _gen(old, structured_output="auto")
+        gen2 = OpenAIGenerator("m", [old.base_url, new.base_url], timeout_s=5.0)
+        texts = _revise(gen, n=3)
+        _revise(gen2, n=4, rid="two")
+    # One rejected request, then prompt-only: the fallback answered every call.
+    assert [e["fault"] == "schema_rejected" for e in old.log][:2] == [True, False]
+    assert sum(e["fault"] == "schema_rejected" for e in old.log) == 2  # once per generator
+    assert len(texts) == 3 and gen.schema_rejected == {old.base_url}
+    assert [e["structured"] for e in old.log if e["fault"] != "schema_rejected"] == [False] * 5
+    # The server that supports it keeps getting the schema.
+    assert [e["structured"] for e in new.log] == [True, True]
+
+
+def test_schema_rejection_is_an_error_when_structured_output_is_on():
+    with FakeServer(ServerConfig(structured_output="reject")) as old, pytest.raises(PermanentError) as info:
+        _revise(_gen(old, structured_output="on"))
+    assert info.value.status == 400 and "response_format" in str(info.value)
+
+
+def test_structured_output_lowers_the_reask_rate():
+    """Against a server whose model answers prose for a fifth of prompt-only revise calls, the
+    revise agent re-asks; with the schema enforced it never has to."""
+    from pathgen.agents.base import TileContext
+    from pathgen.agents.prompts import load_prompt
+    from pathgen.agents.revise import ReviseAgent
+    from pathgen.engine.caller import Caller, Stats
+    from pathgen.engine.retry import RetryPolicy
+
+    def reasks(server: FakeServer, mode: str) -> tuple[int, list[str]]:
+        gen = _gen(server, structured_output=mode)
+        agent = ReviseAgent(load_prompt("revise"), gen, GenerationParams(max_tokens=256), max_reasks=2)
+
+        async def run():
+            caller = Caller(16, RetryPolicy(max_retries=0), Stats())
+            try:
+                return await asyncio.gather(
+                    *(
+                        agent.run(TileContext(f"t{i}", description="Some text."), caller, f"{mode}-{i}")
+                        for i in range(40)
+                    )
+                )
+            finally:
+                await gen.aclose()
+
+        outcomes = asyncio.run(run())
+        return sum(o.reasks for o in outcomes), [o.status for o in outcomes]
+
+    with FakeServer(ServerConfig(invalid_json_rate=0.2)) as server:
+        off, off_status = reasks(server, "off")
+        auto, auto_status = reasks(server, "auto")
+    assert auto_status == ["ok"] * 40 and auto == 0
+    assert off >= 3  # ~10 expected (40 tiles x 0.2 + re-asks that answer prose again)
+    assert off_status.count("ok") >= 35  # prose three times in a row rejects a tile (~1 in 125)
+
+
+def test_revision_schema_matches_the_pydantic_model():
+    """The schema sent to servers and the model that validates answers describe the same object."""
+    from typing import get_args
+
+    from pathgen.agents.revise import Edit, Revision
+
+    assert (
+        set(REVISION_SCHEMA["properties"]) == set(REVISION_SCHEMA["required"]) == set(Revision.model_fields)
+    )
+    items = REVISION_SCHEMA["properties"]["edits"]["items"]
+    assert set(items["properties"]) == set(items["required"]) == set(Edit.model_fields)
+    assert items["properties"]["type"]["enum"] == list(get_args(Edit.model_fields["type"].annotation))
+    answer = '{"edits": [{"type": "add", "before": "", "after": "x"}], "revised": "Text."}'
+    assert parse_revision(answer).edits[0].type == "add"
+    assert parse_revision(f"Sure:\n```json\n{answer}\n```").revised == "Text."

@@ -1,11 +1,14 @@
 """The revise agent: image + description -> JSON ``{edits: [...], revised}``, validated with pydantic.
 
-Models wrap JSON in prose or code fences; we take the outermost object, validate it, and re-ask
-with the validation error when it does not parse, so the model sees what was wrong.
+Servers with structured output are asked to enforce :data:`REVISION_SCHEMA` (see
+:mod:`pathgen.models.gen_openai`); others only read the prompt, and their models wrap JSON in prose
+or code fences: we take the outermost object, validate it, and re-ask with the validation error
+when it does not parse, so the model sees what was wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any, Literal
@@ -14,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pathgen.agents.base import Agent, Outcome, TileContext, Verdict
 from pathgen.agents.checks import check_output
+from pathgen.agents.prompts import Prompt
+from pathgen.models.generators import GenerationParams, Generator
 
 
 class Edit(BaseModel):
@@ -31,11 +36,40 @@ class Revision(BaseModel):
     revised: str = Field(min_length=1)
 
 
+# The JSON schema sent as ``response_format``: the shape of :class:`Revision`, written out in the
+# subset that OpenAI's strict mode accepts (every property required, no additional properties).
+REVISION_SCHEMA: dict[str, Any] = {
+    "title": "revision",
+    "type": "object",
+    "properties": {
+        "edits": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["add", "delete", "modify"]},
+                    "before": {"type": "string"},
+                    "after": {"type": "string"},
+                },
+                "required": ["type", "before", "after"],
+                "additionalProperties": False,
+            },
+        },
+        "revised": {"type": "string"},
+    },
+    "required": ["edits", "revised"],
+    "additionalProperties": False,
+}
+
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 def parse_revision(text: str) -> Revision:
     """Parse a revise answer; raises ValueError with a short reason when it is not usable."""
+    try:  # the common case, and the only one under structured output: the answer is the object
+        return Revision.model_validate_json(text)
+    except ValidationError:
+        pass
     body = _FENCE.sub("", text.strip())
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end <= start:
@@ -54,6 +88,11 @@ def parse_revision(text: str) -> Revision:
 class ReviseAgent(Agent):
     name = "revise"
     uses_image = True
+
+    def __init__(self, prompt: Prompt, generator: Generator, params: GenerationParams, *args: Any, **kw: Any):
+        super().__init__(
+            prompt, generator, dataclasses.replace(params, json_schema=REVISION_SCHEMA), *args, **kw
+        )
 
     def template_fields(self, ctx: TileContext) -> dict[str, Any]:
         return {**ctx.fields(), "description": ctx.description or ""}

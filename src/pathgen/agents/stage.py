@@ -89,6 +89,8 @@ def build_agents(
                 concurrency=cfg.concurrency,
                 timeout_s=cfg.timeout_s,
                 batch_size=batch_size,
+                transport=cfg.transport,
+                structured_output=cfg.structured_output,
             )
         params = GenerationParams(
             temperature=spec["temperature"],

@@ -15,6 +15,12 @@ prose), ``long`` (summarize answers a far too long caption), ``echo_auth`` (a 40
 the request's headers, Authorization included, as careless servers and proxies do).
 Each log entry keeps the request's Authorization header (``auth``), so a test can check what was sent.
 
+Structured output, like a real model: a revise request without ``response_format`` is answered with
+prose instead of JSON at ``invalid_json_rate`` (deterministic per request id and attempt), so the
+client re-asks; with a ``json_schema`` response format the answer is always valid JSON
+(``structured_output="honour"``, like vLLM, SGLang, OpenAI), or the request is refused with a 400
+naming ``response_format`` (``"reject"``, like a server without it).
+
 Run it alone: ``python -m pathgen.engine.fakeserver --port 8000 --latency 0.5 2 --concurrency 64``.
 """
 
@@ -63,6 +69,16 @@ class ServerConfig:
     retry_after: float = 0.1
     slow_s: float = 5.0
     seed: int = 0
+    structured_output: str = "honour"  # honour | reject
+    invalid_json_rate: float = 0.2  # prompt-only revise answers that are prose, not JSON
+
+    def __post_init__(self) -> None:
+        if self.structured_output not in ("honour", "reject"):
+            raise ValueError(
+                f"structured_output must be 'honour' or 'reject', got {self.structured_output!r}"
+            )
+        if not 0.0 <= self.invalid_json_rate <= 1.0:
+            raise ValueError(f"invalid_json_rate must be in [0, 1], got {self.invalid_json_rate}")
 
 
 def agent_of(payload: dict[str, Any]) -> str:
@@ -170,6 +186,8 @@ class FakeServer:
                 "ok": len(ok),
                 "max_in_flight": self.max_in_flight,
                 "delay_sum": self.delay_sum,
+                "structured": sum(1 for e in self.log if e.get("structured")),
+                "schema_rejected": sum(1 for e in self.log if e["fault"] == "schema_rejected"),
                 "ok_ids": [e["request_id"] for e in ok] if "ids" in headers.get("x-stats", "") else None,
             }
             return await self._send(writer, 200, stats)
@@ -185,11 +203,31 @@ class FakeServer:
             return await self._send(writer, 400, {"error": {"message": "request body is not JSON"}})
         agent = agent_of(payload)
         rid = headers.get("x-request-id") or hashlib.sha1(body).hexdigest()
+        fmt = payload.get("response_format")
+        structured = isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+        if fmt is not None and (
+            self.config.structured_output == "reject"
+            or not structured
+            or not isinstance((fmt.get("json_schema") or {}).get("schema"), dict)
+        ):
+            entry = {"request_id": rid, "agent": agent, "fault": "schema_rejected", "ok": False}
+            self.log.append({**entry, "structured": structured, "t": time.time()})
+            message = "response_format (json_schema) is not supported by this server"
+            return await self._send(writer, 400, {"error": {"message": message, "param": "response_format"}})
         nth = self.seen[rid]
         self.seen[rid] += 1
         fault = self._fault(agent, rid, nth)
-        entry = {"request_id": rid, "agent": agent, "fault": fault, "ok": False, "t": time.time()}
-        entry["auth"] = headers.get("authorization")
+        if fault is None and agent == "revise" and not structured and self._prose(rid, nth):
+            fault = "invalid_json"  # what a model without constrained decoding does now and then
+        entry = {
+            "request_id": rid,
+            "agent": agent,
+            "fault": fault,
+            "ok": False,
+            "structured": structured,
+            "t": time.time(),
+            "auth": headers.get("authorization"),
+        }
         if fault == "429":
             self.log.append(entry)
             extra = {"Retry-After": f"{self.config.retry_after:g}"}
@@ -251,6 +289,13 @@ class FakeServer:
                 return None
         return plan[nth]
 
+    def _prose(self, rid: str, nth: int) -> bool:
+        """Whether this prompt-only revise attempt answers prose (deterministic, ~invalid_json_rate)."""
+        if self.config.invalid_json_rate <= 0:
+            return False
+        h = hashlib.sha1(f"{self.config.seed}:{rid}:{nth}".encode()).digest()
+        return int.from_bytes(h[:4], "big") / 0xFFFFFFFF < self.config.invalid_json_rate
+
     @staticmethod
     def _answer(agent: str, fault: str | None) -> tuple[str, str]:
         special = {"refusal": REFUSAL, "loop": LOOP, "french": FRENCH, "empty": ""}
@@ -311,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", default="{}", help='JSON, e.g. {"describe": ["429"]}')
     parser.add_argument("--fault-fraction", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--structured-output", choices=["honour", "reject"], default="honour")
+    parser.add_argument("--invalid-json-rate", type=float, default=0.2)
     args = parser.parse_args(argv)
     config = ServerConfig(
         latency=tuple(args.latency),
@@ -318,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
         faults=json.loads(args.faults),
         fault_fraction=args.fault_fraction,
         seed=args.seed,
+        structured_output=args.structured_output,
+        invalid_json_rate=args.invalid_json_rate,
     )
     server = FakeServer(config, args.host, args.port)
 

@@ -34,6 +34,9 @@ from pathgen.config import CaptionConfig, default_of
 class GenerationParams:
     """Sampling parameters of one call; ``extra_body`` is merged into the request as is.
 
+    ``json_schema``: the answer must be JSON matching this schema (its ``title`` names it). Servers
+    that support structured output are asked to enforce it; the prompt asks for it in any case.
+
     The defaults are the caption config's (:class:`pathgen.config.CaptionConfig`), read from there.
     """
 
@@ -42,6 +45,7 @@ class GenerationParams:
     max_tokens: int = default_of(CaptionConfig, "max_tokens")
     seed: int | None = default_of(CaptionConfig, "seed")
     extra_body: dict[str, Any] = field(default_factory=dict)
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -177,6 +181,8 @@ def load_generator(
     timeout_s: float = default_of(CaptionConfig, "timeout_s"),
     device: str | None = None,
     batch_size: int = 8,
+    transport: str = "auto",
+    structured_output: str = "auto",
 ) -> Generator:
     """Build the generator a spec names; bad specs fail at once with the forms that exist."""
     if not isinstance(spec, str) or not spec.strip():
@@ -203,6 +209,8 @@ def load_generator(
             image_size=image_size,
             concurrency=concurrency,
             timeout_s=timeout_s,
+            transport=transport,
+            structured_output=structured_output,
         )
     raise ValueError(
         f"cannot resolve generator {spec!r}: it is not 'tiny', not 'hf:...', not a local directory, "
