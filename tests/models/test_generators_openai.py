@@ -203,6 +203,10 @@ def test_structured_output_lowers_the_reask_rate():
     from pathgen.agents.revise import ReviseAgent
     from pathgen.engine.caller import Caller, Stats
     from pathgen.engine.retry import RetryPolicy
+    from pathgen.records import CaptionTile
+
+    def tile(i: int) -> CaptionTile:
+        return CaptionTile(tile_id=f"t{i}", slide_id="s", x=0, y=0, size=672)
 
     def reasks(server: FakeServer, mode: str) -> tuple[int, list[str]]:
         gen = _gen(server, structured_output=mode)
@@ -213,7 +217,7 @@ def test_structured_output_lowers_the_reask_rate():
             try:
                 return await asyncio.gather(
                     *(
-                        agent.run(TileContext(f"t{i}", description="Some text."), caller, f"{mode}-{i}")
+                        agent.run(TileContext(tile(i), description="Some text."), caller, f"{mode}-{i}")
                         for i in range(40)
                     )
                 )
