@@ -250,3 +250,36 @@ def test_revision_schema_matches_the_pydantic_model():
     answer = '{"edits": [{"type": "add", "before": "", "after": "x"}], "revised": "Text."}'
     assert parse_revision(answer).edits[0].type == "add"
     assert parse_revision(f"Sure:\n```json\n{answer}\n```").revised == "Text."
+
+
+def test_a_key_cut_at_the_error_limit_is_still_redacted():
+    """An error body is redacted before it is cut to 300 characters: cut first, a key straddling the
+    limit would keep a fragment too short for the key patterns."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key = "sk-" + "Q7x9" * 10
+    body = ("x" * 290 + " api_key=" + key).encode()
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(400)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = OpenAIGenerator("m", [f"http://u:{key}@127.0.0.1:{server.server_port}/v1"], timeout_s=5.0)
+        assert key not in repr(gen)
+        with pytest.raises(PermanentError) as info:
+            asyncio.run(_one(gen))
+    finally:
+        server.shutdown()
+    message = str(info.value)
+    assert "HTTP 400" in message and "Q7x9Q7" not in message and "sk-Q" not in message

@@ -39,7 +39,7 @@ from pathgen.models.generators import (
     TransientError,
     replace_images,
 )
-from pathgen.redact import url_auth_header
+from pathgen.redact import redact, redact_url, url_auth_header
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 TRANSPORTS = ("auto", "native", "aiohttp")
@@ -120,7 +120,8 @@ class OpenAIGenerator:
         self.schema_rejected: set[str] = set()  # base URLs that refused response_format (auto mode)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"OpenAIGenerator(model={self.name!r}, base_urls={self.base_urls!r})"
+        urls = [redact_url(u) for u in self.base_urls]  # credentials in a URL stay in memory only
+        return f"OpenAIGenerator(model={self.name!r}, base_urls={urls!r})"
 
     def to_openai_messages(
         self, messages: list[dict[str, Any]], image_url: Callable[[ImagePart], str] | None = None
@@ -187,7 +188,8 @@ class OpenAIGenerator:
             status, headers, content = await self._post(i, self.encode_body(messages, params), extra)
         latency = time.perf_counter() - start
         if status != 200:
-            detail = content[:300].decode("utf-8", "replace")
+            # Redact before cutting: a key cut in half at the limit would escape the key patterns.
+            detail = redact(content[:4000].decode("utf-8", "replace"))[:300]
             retry_after = parse_retry_after(headers.get("retry-after"))
             cls = TransientError if status in RETRY_STATUS else PermanentError
             raise cls(f"HTTP {status}: {detail}", status=status, retry_after=retry_after)
