@@ -20,6 +20,7 @@ before the partitioned tables) for the ratio.
     python benchmarks/scaling.py                                  # 1e5 and 1e6, JSON to bench-out/
     python benchmarks/scaling.py --sizes 100000 1000000 10000000  # the goal (minutes; ~15 GB disk)
     git archive f5613fa src | tar -x -C /tmp/old && python benchmarks/scaling.py --old-src /tmp/old/src
+    python benchmarks/scaling.py --executors                      # local vs Ray, 1 vs 2 workers (tile)
 """
 
 from __future__ import annotations
@@ -182,7 +183,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-slides", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=Path("bench-out/scaling-work"))
     parser.add_argument("--out", type=Path, default=Path("bench-out/scaling.json"))
+    parser.add_argument("--executors", action="store_true", help="local vs Ray and 1 vs 2 workers instead")
+    parser.add_argument("--exec-slides", type=int, nargs="+", default=[20, 80], help="slides per run")
+    parser.add_argument("--exec-side", type=int, default=24000, help="level-0 side of the built slides")
+    parser.add_argument("--exec-cpus", type=int, default=2, help="local workers and Ray CPUs")
     args = parser.parse_args(argv)
+
+    if args.executors:
+        from scaling_executors import run as run_executors
+
+        results = run_executors(args.work / "executors", args.exec_slides, 4, args.exec_side, args.exec_cpus)
+        rows = results["executors"]
+        print(_table(rows, list(rows[0])))
+        print(f"Ray start-up (not in the stage times): {results['ray_start_s']} s", file=sys.stderr)
+        out = args.out.with_name("scaling-executors.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
 
     if args.one:
         args.work.mkdir(parents=True, exist_ok=True)
