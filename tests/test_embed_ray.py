@@ -81,7 +81,7 @@ def test_ray_embeds_the_local_bytes_and_resumes_per_slide(
 
     summary = embed_stage(ray_run, CFG, executor=ray_executor)
     assert summary["done"] == 2 and summary["skipped"] == 1 and summary["failed"] == 0
-    assert summary["bad_tiles"] == 1 and summary["device"] == "ray: 1 CPU actor(s)"
+    assert summary["bad_tiles"] == 1 and summary["device"] == "ray: 1 CPU actor(s) (fp32)"
     assert kept.stat().st_mtime_ns == mtime
     files = {p.name: p.read_bytes() for p in sorted(local.embeddings.iterdir())}
     assert {p.name: p.read_bytes() for p in sorted(ray_run.embeddings.iterdir())} == files

@@ -68,7 +68,7 @@ class EmbedConfig(_Section):
     def _split_devices(cls, value: Any) -> Any:
         """'cuda:0,cuda:1' (the CLI's and a YAML string's form) is the list of its parts."""
         if isinstance(value, str):
-            value = [part for part in value.split(",")]
+            value = value.split(",")
         if isinstance(value, list):
             value = [str(v).strip() for v in value]
             if any(not v for v in value):

@@ -168,7 +168,8 @@ def _runner(
         results = run_ray(
             job, executor, spec, cfg.precision, cfg.actors, encoder.image_size, encoder.preprocess
         )
-        return results, encoder, f"ray: {n} {'GPU' if gpu else 'CPU'} actor(s)"
+        precision = cfg.precision or ("fp16" if gpu else "fp32")  # load_encoder's default on the actor
+        return results, encoder, f"ray: {n} {'GPU' if gpu else 'CPU'} actor(s) ({precision})"
     from pathgen.embedding.devices import resolve_devices
     from pathgen.embedding.local import run_local
 
@@ -215,6 +216,9 @@ def _collect(
                     write_json(meta_path(run), meta)
                     last_meta = time.monotonic()
     finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # stop device threads or the Ray dataset now, not at garbage collection
+            close()
         _release_cuda()
         write_json(errors_file, errors)
     seconds = time.perf_counter() - t0

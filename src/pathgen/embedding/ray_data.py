@@ -113,7 +113,12 @@ def run_ray(
 ) -> Iterator[ChunkResult]:
     """Embed every chunk of ``job`` on the Ray cluster of ``executor``; results in completion order."""
     ray = executor.ensure()
-    import ray.data as rd
+    try:
+        import ray.data as rd
+    except ImportError as exc:  # Ray core without its data library
+        from pathgen.executors.ray_executor import INSTALL_HINT
+
+        raise RuntimeError(INSTALL_HINT) from exc
 
     n_actors, use_gpu = plan_actors(ray, actors)
     rows = [
