@@ -50,5 +50,17 @@ def device_names(devices: list[str]) -> list[str]:
         if dev.type == "cuda":
             out.append(torch.cuda.get_device_name(dev))
         else:
-            out.append(platform.processor() or platform.machine() or "cpu")
+            out.append(_cpu_model() or platform.processor() or platform.machine() or "cpu")
     return out
+
+
+def _cpu_model() -> str:
+    """The CPU's model name on Linux ('' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
