@@ -46,8 +46,36 @@ class EmbedConfig(_Section):
 
     encoder: str = Field("tiny", description="model spec, e.g. 'open_clip:ViT-L-14-336@ckpt.pt', 'tiny'")
     batch_size: int = Field(64, gt=0)
-    workers: int = Field(2, ge=0, description="DataLoader workers reading tiles")
+    workers: int = Field(2, ge=0, description="DataLoader workers reading tiles, per device")
     device: str | None = Field(None, description="'cuda', 'cpu', ...; None picks cuda when available")
+    devices: list[str] = Field(
+        default_factory=list,
+        description="one encoder per device: ['cuda:0', 'cuda:1'], 'cuda:0,cuda:1', 'all' (every GPU) or "
+        "['cpu', 'cpu'] (two CPU replicas); empty = `device` alone; when set it replaces `device`",
+    )
+    precision: Literal["fp16", "bf16", "fp32"] | None = Field(
+        None, description="autocast precision of the encoder; None = fp16 on CUDA, fp32 on CPU"
+    )
+    actors: int | None = Field(
+        None,
+        gt=0,
+        description="encoder actors under the Ray executor; None = one per GPU of the cluster "
+        "(on a cluster without GPUs, one per 2 CPUs)",
+    )
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, value: Any) -> Any:
+        """'cuda:0,cuda:1' (the CLI's and a YAML string's form) is the list of its parts."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [str(v).strip() for v in value]
+            if any(not v for v in value):
+                raise ValueError("an empty device name in `devices`; e.g. 'cuda:0,cuda:1' or 'all'")
+            if "all" in value and len(value) > 1:
+                raise ValueError("'all' stands alone in `devices` (it means every GPU of this machine)")
+        return value
 
 
 class SelectConfig(_Section):

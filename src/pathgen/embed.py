@@ -1,8 +1,13 @@
 """The `embed` stage: every tile of the run through an image encoder, one float16 array per slide.
 
-Tiles are read through :func:`pathgen.slides.read_tile` at the encoder's input size, so a pyramid
-level serves the read instead of a full level-0 decode; a torch DataLoader does the reading in
-worker processes (each keeps its own open slide handles) while the main process runs the model.
+The item is a chunk, ``batch_size`` tiles of one slide (``pathgen.embedding.plan``); how chunks
+run depends on the executor. Locally, each device of ``embed.devices`` (``cuda:0,cuda:1``, ``all``,
+or ``device`` alone) gets an encoder and its own DataLoader whose worker processes read tiles
+through :func:`pathgen.slides.read_tile` at the encoder's input size (``embedding.local``); under
+the Ray executor, Ray Data reads chunks on CPU tasks and maps them through an actor pool of
+encoders (``embedding.ray_data``). Either way this module alone writes: results come back in any
+order, are put in place per slide, and a slide is written the moment its last chunk arrives, so
+every runner writes the same bytes.
 
 Resumable per slide: ``embeddings/<slide_id>.npy`` is written atomically as soon as a slide's last
 tile is embedded, and ``embeddings/meta.json`` records the encoder and, per slide, a hash of its
@@ -17,21 +22,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pathgen.config import EmbedConfig
+from pathgen.embedding.plan import ChunkResult, EmbedJob, SlideAssembler, SlideTiles
+from pathgen.embedding.tiles import TileDataset
 from pathgen.executors import Executor
 from pathgen.rundir import RunDir, atomic_path, file_identity, fingerprint, write_json
+
+__all__ = ["TileDataset", "embed_stage", "embedding_path", "meta_path", "read_meta", "tiles_hash"]
 
 STAGE = "embed"
 META_VERSION = 1
 _META_EVERY_S = 5.0
-_HANDLES_PER_WORKER = 4
 
 
 def meta_path(run: RunDir) -> Path:
@@ -53,58 +60,6 @@ def tiles_hash(x: np.ndarray, y: np.ndarray, size: np.ndarray) -> str:
     """Identity of a slide's tile grid: a changed grid makes its old embeddings stale."""
     grid = np.stack([np.asarray(a, np.int64) for a in (x, y, size)])
     return hashlib.sha256(grid.tobytes()).hexdigest()[:16]
-
-
-class TileDataset:
-    """Map-style dataset over tiles: (index, preprocessed image, error text or '')."""
-
-    def __init__(
-        self,
-        paths: list[str],
-        readers: list[str],
-        slide_index: np.ndarray,
-        xs: np.ndarray,
-        ys: np.ndarray,
-        sizes: np.ndarray,
-        image_size: int,
-        preprocess: Any,
-    ):
-        self.paths, self.readers = paths, readers
-        self.slide_index, self.xs, self.ys, self.sizes = slide_index, xs, ys, sizes
-        self.image_size = image_size
-        self.preprocess = preprocess
-        self._handles: OrderedDict[int, Any] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self.xs)
-
-    def _slide(self, s: int) -> Any:
-        """One open handle per slide per worker process, a few kept (tiles arrive slide by slide)."""
-        from pathgen.slides import open_slide
-
-        handle = self._handles.get(s)
-        if handle is None:
-            reader = self.readers[s] or "auto"
-            handle = open_slide(self.paths[s], reader=reader).open()
-            self._handles[s] = handle
-            while len(self._handles) > _HANDLES_PER_WORKER:
-                self._handles.popitem(last=False)[1].close()
-        else:
-            self._handles.move_to_end(s)
-        return handle
-
-    def __getitem__(self, i: int) -> tuple[int, Any, str]:
-        import torch
-
-        from pathgen.slides import read_tile
-
-        try:
-            slide = self._slide(int(self.slide_index[i]))
-            image = read_tile(slide, int(self.xs[i]), int(self.ys[i]), int(self.sizes[i]), self.image_size)
-            return i, self.preprocess(image), ""
-        except Exception as exc:  # one bad tile is a row with an error, never a dead loader
-            blank = torch.zeros(3, self.image_size, self.image_size)
-            return i, blank, f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _ok_slides(run: RunDir) -> list[dict[str, Any]]:
@@ -132,7 +87,9 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
     spec = canonical_spec(cfg.encoder)
     slides = _ok_slides(run)
     tiles = _tiles_by_slide(run)
-    fp = fingerprint(STAGE, META_VERSION, spec, file_identity(run.tiles), file_identity(run.slides))
+    from pathgen.tables import tiles_identity
+
+    fp = fingerprint(STAGE, META_VERSION, spec, tiles_identity(run), file_identity(run.slides))
     meta = read_meta(run)
     same_encoder = bool(meta) and meta.get("encoder") == spec and meta.get("version") == META_VERSION
     grids = {s["slide_id"]: tiles.get(s["slide_id"]) for s in slides}
@@ -160,9 +117,8 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
         run.mark_stage(STAGE, fp, summary)
         return {**summary, "up_to_date": True}
 
-    from pathgen.models.encoders import load_encoder
-
-    encoder = load_encoder(spec, device=cfg.device)
+    job = EmbedJob.build([_slide_tiles(s, grids[s["slide_id"]]) for s in todo], cfg.batch_size)
+    results, encoder, where = _runner(job, spec, cfg, executor)
     if not same_encoder:
         meta = None
     meta = meta or {
@@ -176,101 +132,113 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
     }
     run.embeddings.mkdir(parents=True, exist_ok=True)
     write_json(meta_path(run), meta)
-    result = _run(run, cfg, encoder, todo, grids, hashes, meta)
-    write_json(meta_path(run), meta)
-    summary = {**result, "skipped": skipped, "encoder": spec, "device": str(encoder.device)}
+    try:
+        result = _collect(run, job, results, encoder.dim, hashes, meta)
+    finally:
+        write_json(meta_path(run), meta)  # what was written stays recorded, even on a crash
+    summary = {**result, "skipped": skipped, "encoder": spec, "device": where}
     if summary["failed"] == 0:
         run.mark_stage(STAGE, fp, summary)
     return {**summary, "up_to_date": False}
 
 
-def _run(
+def _slide_tiles(slide: dict[str, Any], grid: dict[str, np.ndarray]) -> SlideTiles:
+    path, reader = slide["path"], slide.get("reader") or "auto"
+    return SlideTiles(slide["slide_id"], path, reader, grid["x"], grid["y"], grid["size"])
+
+
+def _runner(
+    job: EmbedJob, spec: str, cfg: EmbedConfig, executor: Executor | None
+) -> tuple[Iterator[ChunkResult], Any, str]:
+    """The chunk results of ``job`` (lazily), an encoder to describe them, and where they run.
+
+    Under Ray the driver keeps a CPU copy of the encoder for its preprocessing and dimensions only;
+    the actors load their own. Locally every device loads one replica, and devices are checked
+    before any model loads (a typo fails at once).
+    """
+    from pathgen.models.encoders import load_encoder
+
+    if executor is not None and executor.name == "ray":
+        from pathgen.embedding.ray_data import plan_actors, run_ray
+
+        encoder = load_encoder(spec, device="cpu", precision="fp32")
+        n, gpu = plan_actors(executor.ensure(), cfg.actors)  # type: ignore[attr-defined]
+        results = run_ray(
+            job, executor, spec, cfg.precision, cfg.actors, encoder.image_size, encoder.preprocess
+        )
+        precision = cfg.precision or ("fp16" if gpu else "fp32")  # load_encoder's default on the actor
+        return results, encoder, f"ray: {n} {'GPU' if gpu else 'CPU'} actor(s) ({precision})"
+    from pathgen.embedding.devices import resolve_devices
+    from pathgen.embedding.local import run_local
+
+    devices = resolve_devices(cfg.device, cfg.devices)
+    encoders = [load_encoder(spec, device=d, precision=cfg.precision) for d in devices]
+    where = ",".join(devices) + f" ({encoders[0].precision})"
+    return run_local(job, encoders, cfg.workers), encoders[0], where
+
+
+def _collect(
     run: RunDir,
-    cfg: EmbedConfig,
-    encoder: Any,
-    todo: list[dict[str, Any]],
-    grids: dict[str, Any],
+    job: EmbedJob,
+    results: Iterator[ChunkResult],
+    dim: int,
     hashes: dict[str, str],
     meta: dict[str, Any],
 ) -> dict[str, Any]:
-    import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from torch.utils.data import DataLoader
+    """Put chunk results in place per slide and write each slide the moment it is whole."""
+    from pathgen.executors.progress import progress
 
-    counts = np.array([len(grids[s["slide_id"]]["x"]) for s in todo], np.int64)
-    ends = np.cumsum(counts)
-    slide_index = np.repeat(np.arange(len(todo)), counts)
-    dataset = TileDataset(
-        [s["path"] for s in todo],
-        [s.get("reader") or "auto" for s in todo],
-        slide_index,
-        *(np.concatenate([grids[s["slide_id"]][k] for s in todo]) for k in ("x", "y", "size")),
-        image_size=encoder.image_size,
-        preprocess=encoder.preprocess,
-    )
-    loader = DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=cfg.workers,
-        pin_memory=encoder.device.type == "cuda",
-        prefetch_factor=4 if cfg.workers else None,
-    )
     errors_file = run.embeddings / "errors.json"
     try:
         errors: dict[str, Any] = json.loads(errors_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         errors = {}
+    assembler = SlideAssembler(job, dim)
     done = failed = bad_total = 0
-    current = 0
-    buf = np.zeros((counts[0], encoder.dim), np.float16)
-    tile_errors: list[tuple[int, str]] = []
     last_meta = time.monotonic()
     t0 = time.perf_counter()
-    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.description}"))  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(todo[0]["slide_id"], total=int(ends[-1]))
-        for idx, images, errs in loader:
-            feats = encoder.encode_images(images, batch_size=len(images))
-            idx = idx.numpy()
-            for j, i in enumerate(idx.tolist()):
-                s = int(slide_index[i])
-                row = i - (ends[s] - counts[s])
-                if errs[j]:
-                    tile_errors.append((int(row), errs[j]))
-                else:
-                    buf[row] = feats[j]
-                if i + 1 != ends[s]:
+    try:
+        with progress("embedding", len(job.chunks)) as bar:
+            for result in results:
+                s = assembler.add(result)
+                bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
+                if s is None:
                     continue
-                sid = todo[s]["slide_id"]
+                sid = job.slides[s].slide_id
+                buf, tile_errors = assembler.pop(s)
                 status = _finish(run, sid, buf, tile_errors, hashes[sid], meta, errors)
                 done += status == "done"
                 failed += status == "failed"
                 bad_total += len(tile_errors) if status == "done" else 0
                 if time.monotonic() - last_meta > _META_EVERY_S:
-                    write_json(run.embeddings / "meta.json", meta)
+                    write_json(meta_path(run), meta)
                     last_meta = time.monotonic()
-                current = s + 1
-                if current < len(todo):
-                    buf = np.zeros((counts[current], encoder.dim), np.float16)
-                    tile_errors = []
-                    bar.update(task, description=todo[current]["slide_id"])
-            bar.update(task, advance=len(idx))
-    if encoder.device.type == "cuda":
-        torch.cuda.empty_cache()
-    write_json(errors_file, errors)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # stop device threads or the Ray dataset now, not at garbage collection
+            close()
+        _release_cuda()
+        write_json(errors_file, errors)
     seconds = time.perf_counter() - t0
+    n_tiles = job.n_tiles
+    ids = {s.slide_id for s in job.slides}
     return {
         "done": done,
         "failed": failed,
-        "n_tiles": int(ends[-1]),
+        "n_tiles": n_tiles,
         "bad_tiles": bad_total,
         "seconds": round(seconds, 2),
-        "tiles_per_s": round(float(ends[-1]) / max(seconds, 1e-9), 1),
-        "errors": {k: v for k, v in errors.items() if k in {s["slide_id"] for s in todo}},
+        "tiles_per_s": round(float(n_tiles) / max(seconds, 1e-9), 1),
+        "errors": {k: v for k, v in errors.items() if k in ids},
     }
+
+
+def _release_cuda() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _finish(

@@ -35,16 +35,27 @@ def embed(
         None, help=f"images per forward pass {config_default('embed', 'batch_size')}"
     ),
     workers: int | None = typer.Option(
-        None, help=f"DataLoader processes reading tiles {config_default('embed', 'workers')}"
+        None, help=f"DataLoader processes reading tiles, per device {config_default('embed', 'workers')}"
     ),
     device: str | None = typer.Option(
         None, help=f"cuda | cpu | cuda:1 ... {config_default('embed', 'device', none='cuda when available')}"
+    ),
+    devices: str | None = typer.Option(
+        None,
+        "--devices",
+        help="one encoder per device, e.g. cuda:0,cuda:1 or all (every GPU); replaces --device",
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help=f"fp16 | bf16 | fp32 {config_default('embed', 'precision', none='fp16 on CUDA, fp32 on CPU')}",
     ),
     config: Path | None = typer.Option(None, help="YAML run config; its `embed:` section is used"),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
-    """Embed every tile at the encoder's input size (fp16 on GPU); resumable per slide."""
+    """Embed every tile at the encoder's input size (fp16 on GPU), on one device, several
+    (--devices), or a Ray actor pool (--executor ray); resumable per slide."""
     from pydantic import ValidationError
 
     from pathgen.config import RunConfig
@@ -55,7 +66,15 @@ def embed(
 
     try:
         base = RunConfig.from_yaml(config) if config else RunConfig()
-        cfg = with_options(base.embed, encoder=encoder, batch_size=batch_size, workers=workers, device=device)
+        cfg = with_options(
+            base.embed,
+            encoder=encoder,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            devices=devices,
+            precision=precision,
+        )
         exec_cfg = executor_config(base, executor, ray_address)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc

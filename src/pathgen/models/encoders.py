@@ -58,11 +58,13 @@ class Encoder:
     _text_features: Callable[[list[str]], Any] = field(default=None, repr=False)  # type: ignore[assignment]
 
     def _autocast(self) -> Any:
+        """fp16/bf16 through autocast: weights stay fp32, so norms and softmax keep fp32 range
+        (``model.half()`` is not safer or, with tensor cores doing the matmuls, much faster)."""
         import torch
 
-        if self.device.type == "cuda" and self.precision in ("fp16", "bf16"):
+        if self.precision in ("fp16", "bf16") and self.device.type in ("cuda", "cpu"):
             dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-            return torch.autocast("cuda", dtype=dtype)
+            return torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def encode_images(self, images: Sequence[Any] | Any, batch_size: int = 64) -> np.ndarray:
@@ -105,7 +107,8 @@ SELF_RESOLVED = ("local-dir:", "hf-hub:")  # open_clip names whose weights open_
 
 
 def load_encoder(spec: str, device: str | None = None, precision: str | None = None) -> Encoder:
-    """Load the encoder a spec names; ``precision`` defaults to fp16 autocast on CUDA, fp32 on CPU."""
+    """Load the encoder a spec names onto ``device`` (``cuda:1``, ``cpu``; None = cuda when
+    available); ``precision`` (fp32, fp16, bf16 autocast) defaults to fp16 on CUDA, fp32 elsewhere."""
     import torch
 
     if not isinstance(spec, str) or not spec.strip():
