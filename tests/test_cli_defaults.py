@@ -27,6 +27,7 @@ SETS = {
     ("embed", "--batch-size"): ("embed", "batch_size"),
     ("embed", "--workers"): ("embed", "workers"),
     ("embed", "--device"): ("embed", "device"),
+    ("embed", "--precision"): ("embed", "precision"),
     ("select", "--top-k"): ("select", "top_k_attribute"),
     ("select", "--cap"): ("select", "per_slide_cap"),
     ("select", "--clusters"): ("select", "clusters"),
@@ -44,7 +45,11 @@ SETS = {
     ("export", "--workers"): ("export", "workers"),
 }
 # Settings whose config default is None: the help says in words what happens then.
-WHEN_NONE = {("embed", "device"): "cuda when available", ("select", "clusters"): "from --cluster-count"}
+WHEN_NONE = {
+    ("embed", "device"): "cuda when available",
+    ("embed", "precision"): "fp16 on CUDA, fp32 on CPU",
+    ("select", "clusters"): "from --cluster-count",
+}
 # Defaults that are no config value: where a value comes from when the option is left out.
 PROSE = {
     ("run", "--out"): "`out:` of the config",
