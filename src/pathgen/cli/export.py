@@ -26,6 +26,8 @@ def print_export_summary(summary: dict[str, Any], out: Path) -> None:
     if summary.get("up_to_date"):
         console.print(f"[bold]up to date[/]: {out} already holds this export; nothing changed")
     rows = [{"item": k, "value": summary.get(k)} for k in ("pairs", "shards", "skipped", "failed")]
+    if summary.get("failed_shards"):  # the export is incomplete: the next run writes these again
+        rows.append({"item": "failed shards", "value": ", ".join(summary["failed_shards"])})
     rows += [
         {"item": f"skipped: {k}", "value": v} for k, v in (summary.get("skipped_by_reason") or {}).items()
     ]
@@ -56,7 +58,7 @@ def export(
     samples_per_shard: int | None = typer.Option(None, help="pairs per tar shard \\[default: 1000]"),
     gallery_max_items: int | None = typer.Option(None, help="thumbnails in gallery.html \\[default: 1000]"),
     workers: int | None = typer.Option(
-        None, help="patch-reading threads; 0 = CPUs, at most 8 \\[default: 0]"
+        None, help="shards written at once (local executor); 0 = CPUs, at most 8 \\[default: 0]"
     ),
     config: Path | None = typer.Option(
         None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"
