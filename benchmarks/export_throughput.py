@@ -1,6 +1,6 @@
 """Export throughput: materialise released-style records from the sample slides through the executor.
 
-Reads every 672-px level-0 patch on a 336-px stride of the real sample slides (SVS JPEG and
+Reads every 672-px level-0 patch on a 224-px stride of the real sample slides (SVS JPEG and
 JPEG 2000), encodes JPEG q95, hashes pixels and writes shards, card and gallery: the export path
 (:mod:`pathgen.export.sharding`, one shard per executor item). Rows: the local executor with 1, 2,
 ... workers (threads, and processes for comparison), and the Ray executor (a local instance with
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slides", type=Path, default=DEFAULT_SLIDES)
-    ap.add_argument("--stride", type=int, default=336)
-    ap.add_argument("--per-shard", type=int, default=16, help="pairs per shard (the unit of work)")
+    ap.add_argument("--stride", type=int, default=224)
+    ap.add_argument("--per-shard", type=int, default=32, help="pairs per shard (the unit of work)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--modes", nargs="+", default=["thread"], choices=["thread", "process"])
     ap.add_argument("--ray", action="store_true", help="add a Ray executor row (local instance)")

@@ -93,7 +93,7 @@ def export(
         raise fail(f"bad configuration: {exc}") from exc
 
     if from_pathgen_json is not None:
-        _materialise(from_pathgen_json, slides, out, patch_size, cfg)
+        _materialise(from_pathgen_json, slides, out, patch_size, cfg, exec_cfg)
         return
     if run is None:
         raise fail(
@@ -117,7 +117,10 @@ def export(
     print_export_summary(summary, rundir.export)
 
 
-def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any) -> None:
+def _materialise(
+    source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any, exec_cfg: Any
+) -> None:
+    from pathgen.executors import make_executor
     from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.materialise import materialise
 
@@ -128,17 +131,19 @@ def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size
     if not slides.is_dir():
         raise fail(f"slides folder not found: {slides}")
     try:
-        summary = materialise(
-            source,
-            slides,
-            out,
-            patch_size=patch_size,
-            image_size=cfg.image_size,
-            quality=cfg.jpeg_quality,
-            per_shard=cfg.samples_per_shard,
-            gallery_max=cfg.gallery_max_items,
-            workers=cfg.workers,
-        )
+        with make_executor(exec_cfg) as runner:
+            summary = materialise(
+                source,
+                slides,
+                out,
+                patch_size=patch_size,
+                image_size=cfg.image_size,
+                quality=cfg.jpeg_quality,
+                per_shard=cfg.samples_per_shard,
+                gallery_max=cfg.gallery_max_items,
+                workers=cfg.workers,
+                executor=runner,
+            )
     except DatasetFolderError as exc:  # --out holds files pathgen did not write
         raise fail(str(exc)) from exc
     except ValueError as exc:

@@ -96,6 +96,8 @@ def materialise(
 
     ``out`` is replaced as a whole once everything is written (see
     :func:`~pathgen.export.dataset.staged_dataset`); a folder pathgen did not write is refused.
+    Shards are written as the export stage writes them: one item of ``executor`` each
+    (:mod:`pathgen.export.sharding`), ``workers`` at once on the local executor.
     """
     check_dataset_folder(out)
     records = read_released(source)

@@ -41,6 +41,7 @@ from pathgen.export.shards import (
     remove_partial_files,
     shard_name,
 )
+from pathgen.export.text import clip_token_count
 from pathgen.export.writer import WriteResult, gallery_item, index_row, thumbnail_uri
 from pathgen.rundir import write_json
 
@@ -125,7 +126,7 @@ def run_shard(
                 outcome.errors.append((pos, str(patch.error)))
                 continue
             pair_meta = meta(item.source, patch)
-            outcome.rows.append(index_row(pair_meta, name, patch.hashes))
+            outcome.rows.append(index_row(pair_meta, name, patch.hashes, tokens=False))
             outcome.agents.add(pair_meta)
             if pos in job.thumbs:  # from the decoded JPEG: what a reader of the shard sees
                 image = Image.open(io.BytesIO(patch.jpeg))
@@ -225,6 +226,8 @@ def _assemble(
             sizes[name] = 0
             out.written.written_shards += 1
         else:
+            for row in value.rows:  # counted here: shard tasks never load the tokenizer (and torch)
+                row["n_clip_tokens"] = clip_token_count(row["caption"])
             out.written.index.extend(value.rows)
             out.written.gallery.extend(value.gallery)
             out.written.agents.merge(value.agents)
