@@ -48,7 +48,9 @@ from pathgen.rundir import write_json
 #: Below this many patches the shards are written in this process, one after the other: starting
 #: workers costs more than it saves.
 PARALLEL_MIN_PAIRS = 128
-#: How local workers share the machine (measured in benchmarks/export_throughput.py, see README).
+#: How local workers share the machine. Threads: tile decoding, resizing, JPEG coding and hashing
+#: release the GIL, and on the 2-core dev machine (benchmarks/export_throughput.py, load ~1) two
+#: threads ran 1.7-1.9x one, as fast as two spawned processes, which also pay a start-up each.
 LOCAL_MODE = "thread"
 MAX_READ_THREADS = 8
 
