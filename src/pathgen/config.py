@@ -205,7 +205,9 @@ class ExportConfig(_Section):
     gallery_max_items: int = Field(
         1000, ge=0, description="thumbnails embedded in gallery.html (spread evenly)"
     )
-    workers: int = Field(0, ge=0, description="threads reading patches, one slide each; 0 = CPUs, at most 8")
+    workers: int = Field(
+        0, ge=0, description="shards written at once by the local executor (threads); 0 = CPUs, at most 8"
+    )
 
 
 class ExecutorConfig(_Section):

@@ -69,6 +69,11 @@ def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
         time.sleep(0.01)
 
 
+def _finished(cache: Path) -> list[Path]:
+    """Slides whose result is cached (a killed write leaves a hidden temporary file: not one)."""
+    return [p for p in cache.glob("*.json") if not p.name.startswith(".")]
+
+
 def _table(run: Path, name: str) -> list[dict]:
     return sorted(pq.read_table(run / name).to_pylist(), key=lambda r: str(r))
 
@@ -102,13 +107,13 @@ def test_killed_driver_resumes_without_redoing_finished_slides(many_slides, tmp_
                             start_new_session=True)  # fmt: skip
     cache = run / ".pathgen" / "tile-cache"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(cache.glob("*.json"))) < 2:
+    while time.monotonic() < deadline and len(_finished(cache)) < 2:
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
     proc.wait(30)
-    finished = len(list(cache.glob("*.json")))
+    finished = len(_finished(cache))
     assert 2 <= finished < 8, f"the driver was not caught mid-stage ({finished} slides finished)"
     assert not (run / "tiles.parquet").exists()
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -57,28 +57,28 @@ def crc_pairs(crc_dir: Path, n: int = 12, image_size: int = 224) -> list[Pair]:
     return pairs
 
 
-def captioned_run(root: Path, slide: Path, n_tiles: int = 8, size: int = 224) -> Any:
-    """A real run over ``n_tiles`` tiles of ``slide``, captioned through the fake OpenAI server."""
+def captioned_run(root: Path, slide: Path | list[Path], n_tiles: int = 8, size: int = 224) -> Any:
+    """A real run over ``n_tiles`` tiles of each slide, captioned through the fake OpenAI server."""
     from pathgen.agents.stage import caption_stage
     from pathgen.config import CaptionConfig
     from pathgen.engine.fakeserver import FakeServer
     from pathgen.rundir import RunDir, write_parquet
 
     run = RunDir(root).ensure()
-    slide_id = slide.stem
-    write_parquet(
-        [{"slide_id": slide_id, "path": str(slide), "vendor": "aperio", "status": "ok"}], run.slides
-    )
+    slides = slide if isinstance(slide, list) else [slide]
+    rows = [{"slide_id": s.stem, "path": str(s), "vendor": "aperio", "status": "ok"} for s in slides]
+    write_parquet(rows, run.slides)
     tiles = []
-    for i in range(n_tiles):
-        x, y = (i % 9) * size, (i // 9) * size + 448
-        tiles.append(
-            {"tile_id": f"{slide_id}:{x}:{y}:{size}", "slide_id": slide_id, "x": x, "y": y, "size": size}
-            | {"reason": "cluster", "score": 0.5, "cluster": 0, "prompt": None}
-        )
+    for s in slides:
+        for i in range(n_tiles):
+            x, y = (i % 9) * size, (i // 9) * size + 448
+            tiles.append(
+                {"tile_id": f"{s.stem}:{x}:{y}:{size}", "slide_id": s.stem, "x": x, "y": y, "size": size}
+                | {"reason": "cluster", "score": 0.5, "cluster": 0, "prompt": None}
+            )
     write_parquet(tiles, run.selected)
     with FakeServer() as server:
         cfg = CaptionConfig(model="fake-vlm", base_url=server.base_url, image_size=96, backoff_s=0.01)
         summary = caption_stage(run, cfg, progress=False)
-    assert summary["done"] == n_tiles, summary
+    assert summary["done"] == len(tiles), summary
     return run

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 import pathgen
 from pathgen.cli import app
 from pathgen.config import ExportConfig
-from pathgen.export import stage as export_stage_module
+from pathgen.export import sharding
 from pathgen.export.dataset import MARKER, DatasetFolderError
 from pathgen.export.materialise import materialise
 from pathgen.export.stage import export_stage
@@ -84,16 +84,15 @@ def test_interrupted_export_keeps_the_previous_one_and_is_never_up_to_date(base_
     assert first["pairs"] == 8 and first["shards"] == 4
     before = _digests(run.export)
 
-    real_pairs = export_stage_module._pairs
+    real_shard = sharding.run_shard
 
-    def dies_after_three(*args, **kwargs):
-        for i, pair in enumerate(real_pairs(*args, **kwargs)):
-            if i == 3:
-                raise RuntimeError("killed mid-export")
-            yield pair
+    def interrupted_at_shard_three(job, **kwargs):
+        if job.index == 3:  # Ctrl-C while the fourth shard is written (not a failed item: it stops all)
+            raise KeyboardInterrupt("killed mid-export")
+        return real_shard(job, **kwargs)
 
-    monkeypatch.setattr(export_stage_module, "_pairs", dies_after_three)
-    with pytest.raises(RuntimeError, match="killed mid-export"):
+    monkeypatch.setattr(sharding, "run_shard", interrupted_at_shard_three)
+    with pytest.raises(KeyboardInterrupt, match="killed mid-export"):
         export_stage(run, CFG_B)  # other shard size and image size: a mix would show
     monkeypatch.undo()
     assert _digests(run.export) == before, "the previous export must stay whole, never mixed"

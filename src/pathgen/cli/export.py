@@ -27,6 +27,8 @@ def print_export_summary(summary: dict[str, Any], out: Path) -> None:
     if summary.get("up_to_date"):
         console.print(f"[bold]up to date[/]: {out} already holds this export; nothing changed")
     rows = [{"item": k, "value": summary.get(k)} for k in ("pairs", "shards", "skipped", "failed")]
+    if summary.get("failed_shards"):  # the export is incomplete: the next run writes these again
+        rows.append({"item": "failed shards", "value": ", ".join(summary["failed_shards"])})
     rows += [
         {"item": f"skipped: {k}", "value": v} for k, v in (summary.get("skipped_by_reason") or {}).items()
     ]
@@ -65,7 +67,9 @@ def export(
         None, help=f"thumbnails in gallery.html {config_default('export', 'gallery_max_items')}"
     ),
     workers: int | None = typer.Option(
-        None, help=f"patch-reading threads; 0 = CPUs, at most 8 {config_default('export', 'workers')}"
+        None,
+        help="shards written at once (local executor); 0 = CPUs, at most 8 "
+        + config_default("export", "workers"),
     ),
     config: Path | None = typer.Option(
         None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"
@@ -100,7 +104,7 @@ def export(
         raise fail(f"bad configuration: {exc}") from exc
 
     if from_pathgen_json is not None:
-        _materialise(from_pathgen_json, slides, out, patch_size, cfg)
+        _materialise(from_pathgen_json, slides, out, patch_size, cfg, exec_cfg)
         return
     if run is None:
         raise fail(
@@ -124,7 +128,10 @@ def export(
     print_export_summary(summary, rundir.export)
 
 
-def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any) -> None:
+def _materialise(
+    source: Path, slides: Path | None, out: Path | None, patch_size: int, cfg: Any, exec_cfg: Any
+) -> None:
+    from pathgen.executors import make_executor
     from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.materialise import materialise
 
@@ -135,17 +142,19 @@ def _materialise(source: Path, slides: Path | None, out: Path | None, patch_size
     if not slides.is_dir():
         raise fail(f"slides folder not found: {slides}")
     try:
-        summary = materialise(
-            source,
-            slides,
-            out,
-            patch_size=patch_size,
-            image_size=cfg.image_size,
-            quality=cfg.jpeg_quality,
-            per_shard=cfg.samples_per_shard,
-            gallery_max=cfg.gallery_max_items,
-            workers=cfg.workers,
-        )
+        with make_executor(exec_cfg) as runner:
+            summary = materialise(
+                source,
+                slides,
+                out,
+                patch_size=patch_size,
+                image_size=cfg.image_size,
+                quality=cfg.jpeg_quality,
+                per_shard=cfg.samples_per_shard,
+                gallery_max=cfg.gallery_max_items,
+                workers=cfg.workers,
+                executor=runner,
+            )
     except DatasetFolderError as exc:  # --out holds files pathgen did not write
         raise fail(str(exc)) from exc
     except ValueError as exc:

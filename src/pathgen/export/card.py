@@ -64,6 +64,16 @@ class AgentStats:
         for flag in meta.get("flags") or []:
             self.flags[flag] += 1
 
+    def merge(self, other: AgentStats) -> None:
+        """Add the counts of ``other`` (one shard's, counted by the task that wrote it)."""
+        for mine, theirs in ((self.models, other.models), (self.prompt_versions, other.prompt_versions)):
+            for agent, counts in theirs.items():
+                mine[agent].update(counts)
+        self.edit_types.update(other.edit_types)
+        self.pairs_with_edits += other.pairs_with_edits
+        self.statuses.update(other.statuses)
+        self.flags.update(other.flags)
+
 
 def _describe(values: list[int]) -> dict[str, float]:
     if not values:

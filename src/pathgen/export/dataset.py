@@ -24,7 +24,7 @@ from typing import Any
 from pathgen.export.card import TINY_WARNING, write_card
 from pathgen.export.gallery import write_gallery
 from pathgen.export.shards import brace_pattern
-from pathgen.export.writer import Pair, write_index, write_pairs
+from pathgen.export.writer import Pair, WriteResult, write_index, write_pairs
 from pathgen.rundir import atomic_write, replacing_dir, write_json
 
 MARKER = ".pathgen-dataset.json"
@@ -165,6 +165,27 @@ def write_dataset(
         gallery_max=gallery_max,
         reuse=Path(out) / "shards",
     )
+    return finish_dataset(
+        out, into, result, title=title, page_size=page_size, skipped=skipped, extra=extra, released=released
+    )
+
+
+def finish_dataset(
+    out: Path,
+    into: Path,
+    result: WriteResult,
+    *,
+    title: str,
+    page_size: int = 48,
+    skipped: Mapping[str, int] | Callable[[], Mapping[str, int]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    released: bool = False,
+) -> dict[str, Any]:
+    """Write what completes the shards in ``into``: ``index.parquet``, ``pathgen.json``, card, gallery.
+
+    ``result`` holds the index rows and thumbnails in shard order, whether one writer streamed the
+    pairs (:func:`write_dataset`) or shard tasks wrote them (:mod:`pathgen.export.sharding`).
+    """
     write_index(result.index, into / "index.parquet")
     if released:
         records = released_from_index(result.index)

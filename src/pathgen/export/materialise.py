@@ -12,15 +12,18 @@ record and skipped.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pathgen.export.dataset import check_dataset_folder, staged_dataset, write_dataset
-from pathgen.export.reading import SlideJob, read_jobs
+from pathgen.executors import Executor
+from pathgen.executors.local import LocalExecutor
+from pathgen.export.dataset import check_dataset_folder, finish_dataset, staged_dataset
+from pathgen.export.reading import Patch
 from pathgen.export.records import read_released
+from pathgen.export.sharding import PatchItem, write_sharded
 from pathgen.export.shards import tile_key
-from pathgen.export.writer import Pair
 from pathgen.rundir import write_json
 
 SLIDE_EXTS = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".dcm", ".czi"}
@@ -87,11 +90,14 @@ def materialise(
     gallery_max: int = 1000,
     reader: str = "auto",
     workers: int = 0,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Write ``out/`` (shards, index, pathgen.json of what was materialised, card, gallery, report).
 
     ``out`` is replaced as a whole once everything is written (see
     :func:`~pathgen.export.dataset.staged_dataset`); a folder pathgen did not write is refused.
+    Shards are written as the export stage writes them: one item of ``executor`` each
+    (:mod:`pathgen.export.sharding`), ``workers`` at once on the local executor.
     """
     check_dataset_folder(out)
     records = read_released(source)
@@ -111,67 +117,88 @@ def materialise(
         by_slide[path].append((i, rec))
 
     plan = _plan(by_slide, patch_size, reader, problems)
-
-    def pairs() -> Iterator[Pair]:
-        jobs = (
-            SlideJob(str(path), reader, [(x, y, patch_size) for _, _, x, y in items]) for path, items in plan
-        )
-        keys: set[str] = set()
-        for (path, items), patches in zip(plan, read_jobs(jobs, image_size, quality, workers), strict=True):
-            for (i, rec, x, y), patch in zip(items, patches, strict=True):
-                wsi_id = str(rec["wsi_id"]).strip()
-                if patch.jpeg is None:
-                    problems.append({"record": i, "wsi_id": wsi_id, "reason": f"read failed: {patch.error}"})
-                    continue
-                key = tile_key(wsi_id, x, y, patch_size)
-                if key in keys:  # the same patch listed twice: keep both pairs, distinct keys
-                    key = f"{key}_r{i}"
-                keys.add(key)
-                meta = {
-                    "key": key,
-                    "source": "pathgen-release",
-                    "tile_id": f"{wsi_id}:{x}:{y}:{patch_size}",
-                    "wsi_id": wsi_id,
-                    "file_id": rec.get("file_id"),
-                    "slide_file": path.name,
-                    "x": x,
-                    "y": y,
-                    "size": patch_size,
-                    "level": 0,
-                    "mpp": patch.mpp or 0.0,
-                    "mpp_source": "metadata" if patch.mpp else "none",
-                    "image_size": image_size,
-                    "caption": str(rec["caption"]).strip(),
-                }
-                yield Pair(meta=meta, jpeg=patch.jpeg, hashes=patch.hashes)
-
-    expected = sum(len(items) for _, items in plan)
+    items = _items(plan, patch_size, reader)
     with staged_dataset(out) as staging:
-        summary = write_dataset(
-            out,
-            pairs(),
-            title=f"PathGen release materialised: {Path(source).name}",
+        sharded = write_sharded(
+            items,
+            staging / "shards",
+            meta=partial(release_meta, image_size=image_size),
             per_shard=per_shard,
+            image_size=image_size,
             quality=quality,
-            expected=expected,
             gallery_max=gallery_max,
-            skipped=lambda: _reasons(problems),
+            workers=workers,
+            executor=executor or LocalExecutor(),
+            reuse=Path(out) / "shards",
+            label="materialise: shards",
+        )
+        for pos, reason in sharded.errors:
+            lost = items[pos].source
+            problems.append(
+                {"record": lost["record"], "wsi_id": lost["wsi_id"], "reason": f"read failed: {reason}"}
+            )
+        summary = finish_dataset(
+            out,
+            staging,
+            sharded.written,
+            title=f"PathGen release materialised: {Path(source).name}",
+            skipped=_reasons(problems),
             extra={
                 "slides folder": str(slides_dir),
                 "patch": f"{patch_size} px at level 0 -> {image_size} px",
             },
             released=True,
-            into=staging,
         )
         write_json(staging / "errors.json", problems)
     return {
         "records": len(records),
         "done": summary["pairs"],
         "skipped": len(problems),
-        "failed": 0,
+        "failed": sharded.failed_in_shards,
+        "failed_shards": sharded.failed_shards,
         "skipped_by_reason": _reasons(problems),
         **summary,
     }
+
+
+def release_meta(source: dict[str, Any], patch: Patch, image_size: int) -> dict[str, Any]:
+    """A materialised pair's KEY.json (runs in the shard task: the slide's mpp comes with the read)."""
+    meta = {k: v for k, v in source.items() if k != "record"}
+    meta.update(level=0, mpp=patch.mpp or 0.0, mpp_source="metadata" if patch.mpp else "none")
+    return {**meta, "image_size": image_size}
+
+
+def _items(
+    plan: list[tuple[Path, list[tuple[int, dict[str, Any], int, int]]]], patch_size: int, reader: str
+) -> list[PatchItem]:
+    """The patches to read, in plan order, each with the fields of its KEY.json known up front.
+
+    A patch listed twice keeps both pairs under distinct keys (the later one gets ``_r<record>``).
+    """
+    keys: set[str] = set()
+    items = []
+    for path, entries in plan:
+        for i, rec, x, y in entries:
+            wsi_id = str(rec["wsi_id"]).strip()
+            key = tile_key(wsi_id, x, y, patch_size)
+            if key in keys:
+                key = f"{key}_r{i}"
+            keys.add(key)
+            source = {
+                "record": i,
+                "key": key,
+                "source": "pathgen-release",
+                "tile_id": f"{wsi_id}:{x}:{y}:{patch_size}",
+                "wsi_id": wsi_id,
+                "file_id": rec.get("file_id"),
+                "slide_file": path.name,
+                "x": x,
+                "y": y,
+                "size": patch_size,
+                "caption": str(rec["caption"]).strip(),
+            }
+            items.append(PatchItem(str(path), reader, x, y, patch_size, source))
+    return items
 
 
 def _plan(

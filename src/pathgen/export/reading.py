@@ -1,5 +1,8 @@
 """Reading the exported patches from their slides, one slide per thread, results in slide order.
 
+A shard task (:mod:`pathgen.export.sharding`) reads its patches here; it is given more than one
+thread only when there are fewer shards than workers.
+
 Why threads, not processes: the work is OpenSlide/tiff decoding, OpenCV resizing, JPEG encoding and
 hashing, all of which release the GIL, so threads scale without pickling megabytes of pixels
 between processes or paying a process start-up. Each thread opens its own handle to its slide

@@ -148,27 +148,56 @@ def write_shards(
     sizes: dict[str, int] = {}
     written = kept = 0
     for index, chunk in enumerate(_chunks(samples, per_shard)):
-        name = shard_name(index)
-        fp = fingerprint([s.digest() for s in chunk])
-        stats_name = f"{index:05d}_stats.json"
-        stats_path = out_dir / stats_name
-        if (out_dir / name).exists() and _stats_fp(stats_path) == fp:
-            kept += 1
-        elif reuse is not None and (reuse / name).exists() and _stats_fp(reuse / stats_name) == fp:
-            stats_path.unlink(missing_ok=True)
-            _link_or_copy(reuse / name, out_dir / name)
-            _link_or_copy(reuse / stats_name, stats_path)
+        if put_shard(out_dir, index, chunk, reuse=reuse):
             kept += 1
         else:
-            stats_path.unlink(missing_ok=True)
-            write_shard(out_dir / name, chunk)
-            write_json(stats_path, {"shard": name, "count": len(chunk), "fingerprint": fp})
             written += 1
-        names.append(name)
-        sizes[name] = len(chunk)
+        names.append(shard_name(index))
+        sizes[shard_name(index)] = len(chunk)
     _remove_stale(out_dir, set(names))
     write_json(out_dir / "sizes.json", sizes)
     return ShardResult(shards=names, sizes=sizes, written=written, kept=kept)
+
+
+def put_shard(out_dir: Path, index: int, samples: list[Sample], reuse: Path | None = None) -> bool:
+    """Make shard ``index`` of ``out_dir`` hold ``samples``; True when an identical shard was kept.
+
+    The one place a shard is decided and written, whether shards are written in a row or each by
+    its own task: a shard whose stats fingerprint matches is kept where it is, or hard-linked
+    (else copied) from ``reuse``; otherwise the tar is written and its stats file last.
+    """
+    name = shard_name(index)
+    fp = fingerprint([s.digest() for s in samples])
+    stats_name = f"{index:05d}_stats.json"
+    stats_path = out_dir / stats_name
+    if (out_dir / name).exists() and _stats_fp(stats_path) == fp:
+        return True
+    stats_path.unlink(missing_ok=True)
+    if reuse is not None and (reuse / name).exists() and _stats_fp(reuse / stats_name) == fp:
+        _link_or_copy(reuse / name, out_dir / name)
+        _link_or_copy(reuse / stats_name, stats_path)
+        return True
+    write_shard(out_dir / name, samples)
+    write_json(stats_path, {"shard": name, "count": len(samples), "fingerprint": fp})
+    return False
+
+
+def put_placeholder(out_dir: Path, index: int) -> None:
+    """An empty shard in place of one whose task failed, so the shard numbers stay contiguous.
+
+    Its stats carry no fingerprint, so it is never kept by a later export: that one writes it.
+    """
+    name = shard_name(index)
+    (out_dir / f"{index:05d}_stats.json").unlink(missing_ok=True)
+    write_shard(out_dir / name, [])
+    write_json(out_dir / f"{index:05d}_stats.json", {"shard": name, "count": 0, "fingerprint": None})
+
+
+def remove_partial_files(out_dir: Path) -> None:
+    """Remove temporary files of shard writes that never finished (a worker killed mid-write)."""
+    for tmp in out_dir.glob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

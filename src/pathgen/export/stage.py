@@ -3,10 +3,14 @@
 Reads the caption records (``pathgen.agents.results.load_caption_records``) and ``slides.parquet``,
 reads every exported patch once more from its slide through ``pathgen.slides.read_tile`` at
 ``cfg.image_size``, and writes shards, ``index.parquet``, ``pathgen.json``, the card and the gallery.
-The stage is fingerprinted on the exported records, the slide files and the config: a re-run with
-the same inputs touches nothing and says so. A patch that cannot be read becomes an error row in
-``export/errors.json`` and the export goes on; when no pair at all can be exported the stage raises
-:class:`ExportError` and leaves the previous export as it was. The new export is written beside the
+Each shard is one item of the run's executor (:mod:`pathgen.export.sharding`: local threads or
+Ray tasks), and the bytes are the same whichever ran them. The stage is fingerprinted on the
+exported records, the slide files and the config: a re-run with the same inputs touches nothing and
+says so. A patch that cannot be read becomes an error row in ``export/errors.json`` and the export
+goes on (its shard holds one sample fewer); a shard whose task failed as a whole becomes an empty
+shard and error rows for its patches, and the stage is then not marked done, so a re-run writes it.
+When no pair at all can be exported the stage raises :class:`ExportError` and leaves the previous
+export as it was. The new export is written beside the
 old one and swapped in whole (:func:`pathgen.export.dataset.staged_dataset`), and the stage marker
 is removed before anything is written: a killed export leaves the previous export complete and is
 never taken for up to date.
@@ -15,28 +19,22 @@ never taken for up to date.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from itertools import groupby
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pathgen.config import ExportConfig, dump_section
 from pathgen.executors import Executor
-from pathgen.export.dataset import (
-    check_dataset_folder,
-    dataset_complete,
-    peek_nonempty,
-    staged_dataset,
-    write_dataset,
-)
-from pathgen.export.reading import SlideJob, read_jobs
+from pathgen.executors.local import LocalExecutor
+from pathgen.export.dataset import check_dataset_folder, dataset_complete, finish_dataset, staged_dataset
+from pathgen.export.reading import Patch
 from pathgen.export.records import build_meta, exportable, slide_rows, sort_records
-from pathgen.export.writer import Pair
+from pathgen.export.sharding import PatchItem, write_sharded
 from pathgen.rundir import RunDir, file_identity, fingerprint, write_json
 
 STAGE = "export"
 EXPORT_SCHEMA = 1
-PARALLEL_MIN_PAIRS = 128  # below this, starting threads costs more than it saves
 SHOWN_ERRORS = 3
 
 
@@ -86,34 +84,21 @@ def select_records(
     return kept, skipped
 
 
-def _pairs(
-    kept: list[Mapping[str, Any]],
-    slides: Mapping[str, Mapping[str, Any]],
-    cfg: ExportConfig,
-    errors: list[dict[str, Any]],
-    progress: Any = None,
-) -> Iterator[Pair]:
-    groups = [(sid, list(g)) for sid, g in groupby(kept, key=lambda r: str(r["slide_id"]))]
-    jobs = (
-        SlideJob(
-            str(slides[sid]["path"]),
-            slides[sid].get("reader") or "auto",
-            [(int(r["x"]), int(r["y"]), int(r["size"])) for r in records],
-        )
-        for sid, records in groups
-    )
-    workers = cfg.workers if len(kept) >= PARALLEL_MIN_PAIRS else 1
-    for (sid, records), patches in zip(
-        groups, read_jobs(jobs, cfg.image_size, cfg.jpeg_quality, workers), strict=True
-    ):
-        for record, patch in zip(records, patches, strict=True):
-            if progress:
-                progress(1)
-            if patch.jpeg is None:
-                errors.append({"tile_id": record.get("tile_id"), "error": patch.error})
-                continue
-            meta = build_meta(record, slides[sid], cfg.image_size)
-            yield Pair(meta=meta, jpeg=patch.jpeg, hashes=patch.hashes)
+def pair_meta(
+    source: tuple[Mapping[str, Any], Mapping[str, Any]], patch: Patch, image_size: int
+) -> dict[str, Any]:
+    """A pair's KEY.json from its caption record and slide row (runs in the shard task)."""
+    record, slide = source
+    return build_meta(record, slide, image_size)
+
+
+def _items(kept: list[Mapping[str, Any]], slides: Mapping[str, Mapping[str, Any]]) -> list[PatchItem]:
+    items = []
+    for record in kept:
+        slide = slides[str(record["slide_id"])]
+        where = (int(record["x"]), int(record["y"]), int(record["size"]))
+        items.append(PatchItem(str(slide["path"]), slide.get("reader") or "auto", *where, (record, slide)))
+    return items
 
 
 def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = None) -> dict[str, Any]:
@@ -139,41 +124,55 @@ def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = 
         return {**previous, "done": 0, "up_to_date": True}
 
     check_dataset_folder(out)  # before reading a single patch
-    errors: list[dict[str, Any]] = []
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("export: reading patches", total=len(kept))
-        pairs = peek_nonempty(_pairs(kept, slides, cfg, errors, progress=lambda n: bar.advance(task, n)))
-        if pairs is None:  # an empty dataset must never replace a good one
+    if not kept:  # an empty dataset must never replace a good one
+        raise _nothing_exported([], skipped, out)
+    # From here the export on disk may change: until the new marker is written, no run may take
+    # it for this (or any earlier) export.
+    run.clear_stage(STAGE)
+    with staged_dataset(out) as staging:
+        sharded = write_sharded(
+            _items(kept, slides),
+            staging / "shards",
+            meta=partial(pair_meta, image_size=cfg.image_size),
+            per_shard=cfg.samples_per_shard,
+            image_size=cfg.image_size,
+            quality=cfg.jpeg_quality,
+            gallery_max=cfg.gallery_max_items,
+            workers=cfg.workers,
+            executor=executor or LocalExecutor(),
+            reuse=out / "shards",
+            label="export: shards",
+        )
+        errors = [{"tile_id": kept[pos].get("tile_id"), "error": reason} for pos, reason in sharded.errors]
+        if not sharded.written.index:  # every read failed: the previous export stays as it was
             raise _nothing_exported(errors, skipped, out)
-        # From here the export on disk may change: until the new marker is written, no run may
-        # take it for this (or any earlier) export.
-        run.clear_stage(STAGE)
-        with staged_dataset(out) as staging:
-            summary = write_dataset(
-                out,
-                pairs,
-                title=f"pathgen dataset: {run.root.name}",
-                per_shard=cfg.samples_per_shard,
-                quality=cfg.jpeg_quality,
-                expected=len(kept),
-                gallery_max=cfg.gallery_max_items,
-                page_size=cfg.gallery_page_size,
-                skipped=lambda: {**skipped, **({"read_failed": len(errors)} if errors else {})},
-                extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
-                released=True,
-                into=staging,
-            )
-            write_json(staging / "errors.json", errors)
+        lost = {
+            "read_failed": len(errors) - sharded.failed_in_shards,
+            "shard_failed": sharded.failed_in_shards,
+        }
+        failed = {**skipped, **{k: v for k, v in lost.items() if v}}
+        summary = finish_dataset(
+            out,
+            staging,
+            sharded.written,
+            title=f"pathgen dataset: {run.root.name}",
+            page_size=cfg.gallery_page_size,
+            skipped=failed,
+            extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
+            released=True,
+        )
+        write_json(staging / "errors.json", errors)
     result = {
         "done": summary["pairs"],
         "skipped": sum(skipped.values()),
         "skipped_by_reason": dict(skipped),
         "failed": len(errors),
+        "failed_shards": sharded.failed_shards,
         "up_to_date": False,
         **summary,
         "out": str(Path(out)),
     }
+    if sharded.failed_shards:  # not done: a rerun writes the export again, those shards included
+        return result
     run.mark_stage(STAGE, fp, result)
     return result

@@ -54,7 +54,14 @@ def thumbnail_uri(image: Image.Image, size: int = THUMB_SIZE) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(thumb, quality=80)).decode("ascii")
 
 
-def index_row(meta: dict[str, Any], shard: str, hashes: tuple[str, int]) -> dict[str, Any]:
+def index_row(
+    meta: dict[str, Any], shard: str, hashes: tuple[str, int], tokens: bool = True
+) -> dict[str, Any]:
+    """The pair's row of ``index.parquet``; ``tokens=False`` leaves ``n_clip_tokens`` to the caller.
+
+    Why optional: counting CLIP tokens loads open_clip's tokenizer (and torch with it, seconds and
+    hundreds of MB); shard tasks leave it to the driver, which loads it once.
+    """
     caption = meta["caption"]
     return {
         "key": meta["key"],
@@ -69,7 +76,7 @@ def index_row(meta: dict[str, Any], shard: str, hashes: tuple[str, int]) -> dict
         "size": meta.get("size"),
         "caption": caption,
         "n_words": word_count(caption),
-        "n_clip_tokens": clip_token_count(caption),
+        "n_clip_tokens": clip_token_count(caption) if tokens else None,
         "status": meta.get("status"),
         "pixel_sha256": hashes[0],
         "dhash": hashes[1],
