@@ -16,13 +16,15 @@ from typing import Any
 
 
 def build_slides(work: Path, distinct: int, side: int) -> list[Path]:
+    """Slides with a short pyramid (downsamples 1, 2, 4), as scanners write them (Aperio: 1, 4, 16):
+    the tissue thumbnail then decodes a real share of the slide, as it does on TCGA slides."""
     from pathgen.slides.builder import build_pyramid_tiff
 
     out = []
     for i in range(distinct):
-        path = work / "sources" / f"built-{side}-{i}.tif"
+        path = work / "sources" / f"built-{side}-l3-{i}.tif"
         if not path.exists():
-            build_pyramid_tiff(path, side, side, seed=i)
+            build_pyramid_tiff(path, side, side, seed=i, levels=3)
         out.append(path)
     return out
 
