@@ -159,8 +159,11 @@ class HFGenerator:
             gen_kwargs["do_sample"] = False
         if params.seed is not None:
             seed = params.seed
-            if len(texts) == 1:  # each request its own stream, stable across runs and processes
-                seed += int.from_bytes(hashlib.sha256(texts[0].encode()).digest()[:4], "little")
+            if len(texts) == 1:  # each request its own stream (its text and its pixels), stable anywhere
+                digest = hashlib.sha256(texts[0].encode())
+                for im in images:
+                    digest.update(im.tobytes())
+                seed += int.from_bytes(digest.digest()[:4], "little")
             torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(**inputs, **gen_kwargs)
