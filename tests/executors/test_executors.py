@@ -71,3 +71,13 @@ def test_ray_worker_that_always_dies_becomes_an_error_row(ray_executor) -> None:
     got = _by_index(list(ray_executor.map(partial(crash_on), [(x, 1) for x in range(3)], label="t")))
     assert got[1].error is not None and "lost on the cluster" in got[1].error
     assert got[0].value == 0 and got[2].value == 20
+
+
+def test_ray_missing_is_a_clear_configuration_error(monkeypatch) -> None:
+    import sys
+
+    from pathgen.config import ExecutorConfig
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    with pytest.raises(ValueError, match=r"pip install 'pathgen-vl\[ray\]'"):
+        make_executor(ExecutorConfig(kind="ray"))

@@ -25,12 +25,16 @@ R = TypeVar("R")
 INSTALL_HINT = "the Ray executor needs Ray: pip install 'pathgen-vl[ray]'  (ray[data] >= 2.40)"
 
 
+class RayMissing(ValueError):
+    """``--executor ray`` without Ray installed: bad configuration, reported before any work."""
+
+
 def import_ray() -> Any:
     """``ray``, or a clear error naming the pip command when it is not installed."""
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError(INSTALL_HINT) from exc
+        raise RayMissing(INSTALL_HINT) from exc
     return ray
 
 
