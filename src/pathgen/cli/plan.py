@@ -130,8 +130,8 @@ def plan(
     from pydantic import ValidationError
 
     from pathgen.config import RunConfig
-    from pathgen.planning import Assumptions, make_plan
     from pathgen.planning.assumptions import parse_size
+    from pathgen.planning.project import make_plan
     from pathgen.rundir import write_json
 
     try:

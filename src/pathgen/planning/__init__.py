@@ -9,7 +9,20 @@ configured checkpoint or calls a configured server.
 
 from __future__ import annotations
 
-from pathgen.planning.assumptions import Assumptions
-from pathgen.planning.project import make_plan
+from typing import Any
 
 __all__ = ["Assumptions", "make_plan"]
+
+
+def __getattr__(name: str) -> Any:
+    """Imported on first use: the CLI reads ``Assumptions`` for its help text, and ``pathgen --help``
+    must not pay for the projection code (pydantic, the config, the stages) to show it."""
+    if name == "Assumptions":
+        from pathgen.planning.assumptions import Assumptions
+
+        return Assumptions
+    if name == "make_plan":
+        from pathgen.planning.project import make_plan
+
+        return make_plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
