@@ -127,10 +127,12 @@ def activation(cfg: TrainConfig) -> tuple[bool, str]:
 
 
 def stage_argv(
-    cfg: TrainConfig, stage: StageConfig, data: ResolvedData, logs: Path, pretrained: str | None
-) -> list[str]:
+    cfg: TrainConfig, stage: StageConfig, data: ResolvedData, logs: Path, pretrained: str | None,
+    quick_gelu: bool | None = None,
+) -> list[str]:  # fmt: skip
     """The open_clip_train arguments of one stage (everything explicit, nothing left to its defaults
-    that pathgen's config decides)."""
+    that pathgen's config decides). ``quick_gelu``: :func:`activation`'s decision, when the caller
+    already made it once for every stage (it is worked out here otherwise)."""
     argv = [
         "--train-data",
         data.train_data,
@@ -184,7 +186,7 @@ def stage_argv(
         argv += ["--resume", cfg.resume]
     if cfg.grad_checkpointing:
         argv.append("--grad-checkpointing")
-    if activation(cfg)[0]:
+    if quick_gelu if quick_gelu is not None else activation(cfg)[0]:
         argv.append("--force-quick-gelu")
     if cfg.aug_cfg:
         argv += ["--aug-cfg", *[f"{k}={v}" for k, v in cfg.aug_cfg.items()]]

@@ -118,7 +118,7 @@ def train(
     final_ckpt: Path | None = None
     for stage in cfg.stages():
         data = resolved[stage.name]
-        argv = stage_argv(cfg, stage, data, logs, pretrained)
+        argv = stage_argv(cfg, stage, data, logs, pretrained, quick_gelu)
         cmd = command(cfg, argv)
         stage_dir = logs / stage.name
         fp = _stage_fp(cfg, stage, data, pretrained, quick_gelu)
