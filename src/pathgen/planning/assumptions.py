@@ -6,7 +6,7 @@ field is printed with the plan, so a reader can disagree with a number and re-ru
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 # Why each default is what it is; printed next to the value.
@@ -66,10 +66,6 @@ class Assumptions:
     @staticmethod
     def why(name: str) -> str:
         return WHY.get(name, "")
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -127,12 +127,11 @@ def encoder_architecture(spec: str) -> tuple[str, str]:
 MINIMAL_TEXT = {"context_length": 77, "vocab_size": 1000, "width": 64, "heads": 1, "layers": 1}
 
 
-def _forward_cost(name: str, vision: dict[str, Any] | None) -> dict[str, Any]:
-    """Seconds and FLOPs of one image through ``name``'s image tower (random weights), built with
-    ``vision`` as its vision config when given; also the FLOPs of its first transformer block."""
+def _image_tower(name: str, vision: dict[str, Any] | None, device: str) -> tuple[Any, int]:
+    """``name`` with random weights and the minimal text tower (``vision`` overrides its vision
+    config when given), and the side of its input images."""
     import open_clip
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from pathgen.models.encoders import quiet_no_weights_warning, register_model_configs
 
@@ -142,9 +141,18 @@ def _forward_cost(name: str, vision: dict[str, Any] | None) -> dict[str, Any]:
         overrides["vision_cfg"] = vision
     with torch.random.fork_rng(devices=[]), quiet_no_weights_warning():
         torch.manual_seed(0)
-        model = open_clip.create_model(name, pretrained=None, device="cpu", **overrides).eval()
-    image_size = model.visual.image_size
-    side = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
+        model = open_clip.create_model(name, pretrained=None, device=device, **overrides).eval()
+    size = model.visual.image_size
+    return model, size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+def _forward_cost(name: str, vision: dict[str, Any] | None) -> dict[str, Any]:
+    """Seconds and FLOPs of one image through ``name``'s image tower (random weights), built with
+    ``vision`` as its vision config when given; also the FLOPs of its first transformer block."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, side = _image_tower(name, vision, "cpu")
     x = torch.randn(1, 3, side, side)
     # Counted with autograd on: under inference mode attention takes a fused fast path whose
     # projections the counter does not see. Timed under inference mode, as the embed stage runs.
@@ -278,15 +286,7 @@ def gpu_encoder_cost(name: str, batch: int = 64) -> float | None:
 
     if not torch.cuda.is_available():
         return None
-    import open_clip
-
-    from pathgen.models.encoders import quiet_no_weights_warning, register_model_configs
-
-    register_model_configs()
-    with quiet_no_weights_warning():
-        model = open_clip.create_model(name, pretrained=None, device="cuda").eval()
-    size = model.visual.image_size
-    side = size[0] if isinstance(size, (tuple, list)) else int(size)
+    model, side = _image_tower(name, None, "cuda")  # the minimal text tower: nothing downloads
     x = torch.randn(batch, 3, side, side, device="cuda")
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
         model.encode_image(x)  # warm-up: kernels, cuDNN autotuning

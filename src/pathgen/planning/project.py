@@ -17,6 +17,7 @@ from pathgen.config import RunConfig
 from pathgen.planning.assumptions import DEFAULT_VLM_TOKENS_PER_S, Assumptions
 from pathgen.planning.bench import read_benches
 from pathgen.rundir import RunDir
+from pathgen.slides.grid import resolve_geometry
 
 PLAN_KIND = "pathgen-plan"
 # What a calibration holds; a plan keeps all of it, so `project(plan, n)` re-projects a saved plan.
@@ -35,15 +36,17 @@ def _run_counts(run: RunDir) -> dict[str, Any]:
     if not ok:
         raise ValueError(f"{run.slides}: no slide was tiled successfully; nothing to measure")
     tiles = pq.read_metadata(run.require(run.tiles, "tile")).num_rows
-    selected = pq.read_table(run.require(run.selected, "select")).to_pylist()
+    selected_file = pq.ParquetFile(run.require(run.selected, "select"))  # counted, not loaded
+    n_selected = selected_file.metadata.num_rows
+    first = next(selected_file.iter_batches(batch_size=PROMPT_TILES), None)
     width = sum(int(s["width"]) for s in ok) / len(ok)
     height = sum(int(s["height"]) for s in ok) / len(ok)
     return {
         "slides": ok,
         "n_slides": len(ok),
         "tiles_per_slide": tiles / len(ok),
-        "selected_per_slide": len(selected) / len(ok),
-        "selected_rows": selected[:PROMPT_TILES],
+        "selected_per_slide": n_selected / len(ok),
+        "selected_rows": first.to_pylist() if first is not None else [],
         "width": width,
         "height": height,
     }
@@ -90,7 +93,7 @@ def calibrate(
     # items per slide
     width = counts["width"] if counts else a.slide_width
     height = counts["height"] if counts else a.slide_height
-    tile_px = cfg.tile.size if cfg.tile.mpp is None else round(cfg.tile.size * cfg.tile.mpp / a.slide_mpp)
+    tile_px = resolve_geometry(a.slide_mpp, cfg.tile.size, cfg.tile.mpp).size  # as the tile stage does
     cells = (int(width) // tile_px) * (int(height) // tile_px)
     share = a.tissue_share if a.tissue_share is not None else tiling["tissue_share"]
     if counts:
