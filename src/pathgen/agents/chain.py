@@ -120,7 +120,7 @@ class CaptionChain:
         image = self.load_image(task)
         part = image if isinstance(image, ImagePart) else ImagePart(image)
         for size in self._encode_sizes:
-            part.data_url_bytes(size)  # the string and the bytes the request body pastes in
+            part.data_url(size)  # encoded here, in the worker thread: the request reuses the string
         return part
 
     async def run_tile(self, task: CaptionTile) -> None:

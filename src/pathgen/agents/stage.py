@@ -108,11 +108,7 @@ def tile_loader(image_size: int) -> Callable[[TileTask], Any]:
     """Read a tile from its slide, at the size the model is sent (the default image loader)."""
 
     def load(task: TileTask) -> Any:
-        from pathgen.slides import read_tile
-
-        if not task.slide_path:
-            raise ValueError(f"slide {task.slide_id!r} has no path in slides.parquet")
-        return read_tile(task.slide_path, task.x, task.y, task.size, out_size=image_size, reader=task.reader)
+        return task.read(image_size)  # with the reader recorded for the slide
 
     return load
 
@@ -199,7 +195,7 @@ async def _run(
     fp: str,
 ) -> dict[str, Any]:
     stats = Stats(total=len(tasks))
-    policy = RetryPolicy(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s, timeout_s=cfg.timeout_s)
+    policy = RetryPolicy.of(cfg)
     caller = Caller(cfg.concurrency, policy, stats)
     stop = GracefulStop(cfg.stop_grace_s, caller.stop, lambda: stats.in_flight)
     journal = Journal(run.journal)

@@ -117,7 +117,7 @@ class CaptionWorker:
         slots = [AgentSlot.of(a, cfg.image_size) for a in agents]
         warm_up(slots)
         self.stats = Stats(total=len(tasks))
-        policy = RetryPolicy(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s, timeout_s=cfg.timeout_s)
+        policy = RetryPolicy.of(cfg)
         self.caller = Caller(cfg.concurrency, policy, self.stats)
         if self.stopping:
             self.caller.stop()

@@ -19,7 +19,6 @@ the pass loop with a pure-Python pass in place of vLLM, and the error when vLLM 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -71,7 +70,8 @@ class TileImage(ImagePart):
 
     def ref(self) -> str:
         t = self.task
-        return TILE_SCHEME + json.dumps({"path": t.slide_path, "x": t.x, "y": t.y, "size": t.size})
+        fields = ("tile_id", "slide_id", "x", "y", "size", "slide_path", "reader")  # a TileRecord's
+        return TILE_SCHEME + json.dumps({k: getattr(t, k) for k in fields})
 
 
 class BatchGenerator:
@@ -144,17 +144,11 @@ def preprocess(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tile_data_url(ref: dict[str, Any], row: dict[str, Any]) -> str:
-    import io
+    """The tile read on the cluster with its slide's recorded reader, encoded as the HTTP client does."""
+    from pathgen.records import TileRecord
 
-    from pathgen.slides import read_tile
-
-    if not ref.get("path"):
-        raise ValueError("the tile's slide has no path in slides.parquet")
     size = int(row["image_size"])
-    image = read_tile(ref["path"], ref["x"], ref["y"], ref["size"], out_size=size).convert("RGB")
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=JPEG_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return ImagePart(TileRecord.from_rows(ref).read(size)).data_url(size, JPEG_QUALITY)
 
 
 def postprocess(row: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +255,7 @@ async def _round(
     stats: Stats,
     run_pass: PassFn,
 ) -> None:
-    policy = RetryPolicy(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s, timeout_s=cfg.timeout_s)
+    policy = RetryPolicy.of(cfg)
     caller = Caller(max(1, len(tasks)), policy, stats)
     chain = CaptionChain(slots, journal, caller, stats, loader, cfg.image_size)
     chain.preload(tasks)

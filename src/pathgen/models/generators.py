@@ -84,12 +84,11 @@ class ImagePart:
     before the request so the event loop only pastes the cached string.
     """
 
-    __slots__ = ("_bytes", "_cache", "_lock", "image")
+    __slots__ = ("_cache", "_lock", "image")
 
     def __init__(self, image: Any):
         self.image = image
         self._cache: dict[tuple[int, int], str] = {}
-        self._bytes: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
 
     def data_url(self, size: int, quality: int = 90) -> str:
@@ -107,14 +106,6 @@ class ImagePart:
                 b64 = base64.b64encode(buf.getvalue()).decode("ascii")
                 self._cache[key] = f"data:image/jpeg;base64,{b64}"
             return self._cache[key]
-
-    def data_url_bytes(self, size: int, quality: int = 90) -> bytes:
-        """:meth:`data_url` as ASCII bytes, also memoised: the HTTP body pastes it in as is."""
-        key = (size, quality)
-        cached = self._bytes.get(key)
-        if cached is None:
-            cached = self._bytes[key] = self.data_url(size, quality).encode("ascii")
-        return cached
 
 
 def replace_images(
