@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -60,3 +61,29 @@ def test_timeout_is_a_transient_error():
 
     with pytest.raises(RetriesExhausted, match="timeout"):
         asyncio.run(call_with_retries(slow, RetryPolicy(max_retries=1, base_s=0.001, timeout_s=0.05)))
+
+
+def test_stopping_wakes_a_call_waiting_out_a_retry_after():
+    """A graceful stop must not wait out a server's Retry-After: the backoff is cut short and the
+    call ends as Stopped (nothing sent after the stop)."""
+    from pathgen.engine.caller import Caller, Stats, Stopped
+
+    sent: list[float] = []
+
+    class Busy:  # a server that always answers 429 with Retry-After: 30
+        async def generate(self, messages, params, request_id=None):
+            sent.append(time.perf_counter())
+            raise TransientError("HTTP 429", status=429, retry_after=30.0)
+
+    async def run() -> float:
+        caller = Caller(4, RetryPolicy(max_retries=5), Stats())
+        call = asyncio.create_task(caller.call(Busy(), [], None))
+        await asyncio.sleep(0.2)
+        start = time.perf_counter()
+        caller.stop()
+        with pytest.raises(Stopped):
+            await call
+        return time.perf_counter() - start
+
+    waited = asyncio.run(run())
+    assert waited < 2.0 and len(sent) == 1

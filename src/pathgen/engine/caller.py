@@ -64,10 +64,13 @@ class Caller:
         self.policy = policy
         self.stats = stats
         self.stopping = False
+        self._stopped = asyncio.Event()  # wakes calls sleeping in a retry backoff
 
     def stop(self) -> None:
-        """Send nothing more: every later attempt (new call, re-ask or retry) raises :class:`Stopped`."""
+        """Send nothing more: every later attempt (new call, re-ask or retry) raises :class:`Stopped`,
+        and a call waiting out a backoff wakes at once to do so. Call it on the event loop's thread."""
         self.stopping = True
+        self._stopped.set()
 
     def _send(
         self,
@@ -103,6 +106,7 @@ class Caller:
                     self.policy,
                     self._on_retry,
                     enforce_timeout=not getattr(generator, "enforces_timeout", False),
+                    interrupt=self._stopped,
                 )
             finally:
                 self.stats.in_flight -= 1

@@ -9,6 +9,7 @@ that failed together so they do not come back together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -58,12 +59,14 @@ async def call_with_retries(
     policy: RetryPolicy,
     on_retry: Callable[[GenerationError, float], None] | None = None,
     enforce_timeout: bool = True,
+    interrupt: asyncio.Event | None = None,
 ) -> tuple[T, int]:
     """Run ``fn`` until it succeeds; return ``(result, attempts)``.
 
     Raises :class:`RetriesExhausted` after ``max_retries`` retries of transient errors, and
     re-raises permanent errors at once. ``enforce_timeout=False`` when ``fn`` has its own deadline
-    (the HTTP generator does), to save a timer per call.
+    (the HTTP generator does), to save a timer per call. ``interrupt``, once set, cuts a backoff
+    short (a stopping run must not wait out a long Retry-After); ``fn`` then decides what to do.
     """
     attempt = 0
     while True:
@@ -84,4 +87,8 @@ async def call_with_retries(
         wait = policy.delay(attempt - 1, error.retry_after)
         if on_retry is not None:
             on_retry(error, wait)
-        await asyncio.sleep(wait)
+        if interrupt is None:
+            await asyncio.sleep(wait)
+        elif not interrupt.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(interrupt.wait(), wait)
