@@ -90,3 +90,23 @@ def test_materialise_real_slides(slides_dir, cmu_small, tcga_jp2k, tmp_path):
                 assert direct.std() > 5, "the patch must hold tissue, not flat background"
                 seen.add(key)
     assert seen == {*expected, "CMU-1-Small-Region_0_0_672_r6"}
+
+
+def test_a_release_with_nothing_to_materialise_leaves_the_previous_dataset(slides_dir, cmu_small, tmp_path):
+    import pytest
+
+    from pathgen.export.stage import ExportError
+
+    good = [{"wsi_id": "CMU-1-Small-Region", "position": ["0", "0"], "caption": "Epidermis and dermis."}]
+    src, out = tmp_path / "good.json", tmp_path / "out"
+    src.write_text(json.dumps(good))
+    assert materialise(src, slides_dir, out, per_shard=2)["done"] == 1
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps([{"wsi_id": "TCGA-ZZ-0000-01Z-00-DX1.X", "position": ["0", "0"], "caption": "x"}])
+    )
+    with pytest.raises(ExportError, match="left as it was"):
+        materialise(bad, slides_dir, out, per_shard=2)
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before

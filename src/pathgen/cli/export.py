@@ -134,6 +134,7 @@ def _materialise(
     from pathgen.executors import make_executor
     from pathgen.export.dataset import DatasetFolderError
     from pathgen.export.materialise import materialise
+    from pathgen.export.stage import ExportError
 
     if slides is None or out is None:
         raise fail("--from-pathgen-json needs --slides DIR and --out DIR")
@@ -157,6 +158,8 @@ def _materialise(
             )
     except DatasetFolderError as exc:  # --out holds files pathgen did not write
         raise fail(str(exc)) from exc
+    except ExportError as exc:  # nothing materialised: --out is as it was
+        raise fail(str(exc), code=1) from exc
     except ValueError as exc:
         raise fail(f"{source}: {exc}") from exc
     print_export_summary(summary, out)

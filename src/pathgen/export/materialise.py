@@ -24,6 +24,7 @@ from pathgen.export.reading import Patch
 from pathgen.export.records import read_released
 from pathgen.export.sharding import PatchItem, write_sharded
 from pathgen.export.shards import tile_key
+from pathgen.export.stage import ExportError
 from pathgen.rundir import write_json
 
 SLIDE_EXTS = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".dcm", ".czi"}
@@ -137,6 +138,9 @@ def materialise(
             problems.append(
                 {"record": lost["record"], "wsi_id": lost["wsi_id"], "reason": f"read failed: {reason}"}
             )
+        if not sharded.written.index:  # raised inside the staging: the previous dataset stays whole
+            reasons = ", ".join(f"{k} {v}" for k, v in _reasons(problems).items()) or "no record"
+            raise ExportError(f"no record could be materialised ({reasons}), so {out} was left as it was")
         summary = finish_dataset(
             out,
             staging,
