@@ -36,6 +36,10 @@ class LocalExecutor(Executor):
         chosen = workers or self.default_workers or min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS)
         return max(1, min(chosen, n))
 
+    def parallelism(self) -> int:
+        """How many items :meth:`map` runs at once when not told: the same cap as its pool's."""
+        return self._workers(0, MAX_DEFAULT_WORKERS)
+
     def map(
         self,
         fn: Callable[[T], R],

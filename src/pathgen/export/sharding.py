@@ -20,7 +20,6 @@ caller reports the export as incomplete.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +41,7 @@ from pathgen.export.shards import (
     shard_name,
 )
 from pathgen.export.text import clip_token_count
-from pathgen.export.writer import WriteResult, gallery_item, index_row, thumbnail_uri
+from pathgen.export.writer import WriteResult, gallery_item, gallery_stride, index_row, thumbnail_uri
 from pathgen.rundir import write_json
 
 #: Below this many patches the shards are written in this process, one after the other: starting
@@ -145,7 +144,7 @@ def plan_shards(n: int, per_shard: int, gallery_max: int) -> list[tuple[range, f
 
     The gallery is spread evenly over the whole set: every ``ceil(n / gallery_max)``-th patch.
     """
-    stride = max(1, math.ceil(n / gallery_max)) if gallery_max > 0 else 0
+    stride = gallery_stride(n, gallery_max)
     plans = []
     for start in range(0, n, per_shard):
         span = range(start, min(n, start + per_shard))

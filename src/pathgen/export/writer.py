@@ -99,6 +99,12 @@ def gallery_item(meta: dict[str, Any], uri: str) -> dict[str, Any]:
     }
 
 
+def gallery_stride(n: int, gallery_max: int) -> int:
+    """Every how many pairs a gallery thumbnail is taken, so at most ``gallery_max`` of ``n`` pairs
+    spread evenly over the set (0: no gallery)."""
+    return max(1, math.ceil(n / gallery_max)) if gallery_max > 0 else 0
+
+
 def write_pairs(
     pairs: Iterable[Pair],
     shards_dir: Path,
@@ -115,7 +121,7 @@ def write_pairs(
     ``reuse`` is the shards folder of the previous version, whose unchanged shards are kept.
     """
     result = WriteResult()
-    stride = max(1, math.ceil((expected or 0) / gallery_max)) if gallery_max > 0 else 0
+    stride = gallery_stride(expected or 0, gallery_max)
 
     def samples() -> Iterator[Sample]:
         for i, pair in enumerate(pairs):
