@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -149,25 +149,20 @@ def write_dataset(
     without it the dataset is staged and swapped in here. Shards that ``out`` already holds with
     the same content are linked (or copied) into the new folder, not encoded again.
     """
-    if into is None:
-        with staged_dataset(out) as staging:
-            return write_dataset(
-                out, pairs, title=title, per_shard=per_shard, quality=quality, expected=expected,
-                gallery_max=gallery_max, page_size=page_size, skipped=skipped, extra=extra,
-                released=released, into=staging,
-            )  # fmt: skip
-    result = write_pairs(
-        pairs,
-        into / "shards",
-        per_shard=per_shard,
-        quality=quality,
-        expected=expected,
-        gallery_max=gallery_max,
-        reuse=Path(out) / "shards",
-    )
-    return finish_dataset(
-        out, into, result, title=title, page_size=page_size, skipped=skipped, extra=extra, released=released
-    )
+    with nullcontext(into) if into is not None else staged_dataset(out) as staging:
+        result = write_pairs(
+            pairs,
+            staging / "shards",
+            per_shard=per_shard,
+            quality=quality,
+            expected=expected,
+            gallery_max=gallery_max,
+            reuse=Path(out) / "shards",
+        )
+        return finish_dataset(
+            out, staging, result, title=title, page_size=page_size, skipped=skipped, extra=extra,
+            released=released,
+        )  # fmt: skip
 
 
 def finish_dataset(
