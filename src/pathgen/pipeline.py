@@ -64,7 +64,9 @@ def _nothing_left(stage: str, run: RunDir, summary: dict[str, Any]) -> str | Non
     """Why the chain cannot go on after ``stage`` (None when it can)."""
     import pyarrow.parquet as pq
 
-    if stage == "tile" and (not run.tiles.exists() or pq.read_metadata(run.tiles).num_rows == 0):
+    from pathgen.tables import count_tiles, layout
+
+    if stage == "tile" and (layout(run) is None or count_tiles(run) == 0):  # either tile-table layout
         return "no tiles: no slide could be read or none has tissue (see slides.parquet)"
     if stage == "select" and (not run.selected.exists() or pq.read_metadata(run.selected).num_rows == 0):
         return "no tile was selected"
