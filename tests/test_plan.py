@@ -192,3 +192,14 @@ def test_benchmark_json_files_are_read(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="no throughput the plan can use"):
         read_bench(tmp_path / "other.json")
+
+
+def test_a_malformed_benchmark_file_is_a_clear_error(tmp_path):
+    from pathgen.planning.bench import read_bench
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"grid": [{"pathgen_s": 5.0}, {"dimensions": ["a", 1], "pathgen_s": 1}],
+                               "selection": [{"tiles": "many", "seconds": 1}],
+                               "benchmark": "export_throughput", "rows": ["x", 3]}))  # fmt: skip
+    with pytest.raises(ValueError, match="no throughput the plan can use"):
+        read_bench(bad)

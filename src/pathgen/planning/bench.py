@@ -48,13 +48,14 @@ def read_bench(path: Path) -> dict[str, float]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, one of {KNOWN}")
     found: dict[str, float] = {}
-    grid = [g for g in data.get("grid") or [] if isinstance(g, dict) and g.get("pathgen_s")]
+    # Entries of the wrong shape are passed over, like missing ones (a hand-edited file must not crash).
+    grid = [g for g in _dicts(data.get("grid")) if g.get("pathgen_s") and _numbers(g.get("dimensions"), 2)]
     if grid:
         big = max(grid, key=lambda g: g["dimensions"][0] * g["dimensions"][1])
         gpx = big["dimensions"][0] * big["dimensions"][1] / 1e9
         if (v := _positive(big["pathgen_s"])) and gpx > 0:
             found["tile_s_per_gpx"] = v / gpx
-    sizes = [s for s in data.get("selection") or [] if isinstance(s, dict) and s.get("tiles")]
+    sizes = [s for s in _dicts(data.get("selection")) if _numbers([s.get("tiles")], 1) and s["tiles"] > 0]
     if sizes:
         big = max(sizes, key=lambda s: s["tiles"])
         if v := _positive(big.get("seconds")):
@@ -64,7 +65,7 @@ def read_bench(path: Path) -> dict[str, float]:
     if isinstance(first, dict) and (v := _positive(first.get("client_cpu_ms_per_call"))):
         found["client_cpu_s_per_call"] = v / 1000
     if data.get("benchmark") == "export_throughput":
-        one = [r for r in data.get("rows") or [] if r.get("workers") == 1]
+        one = [r for r in _dicts(data.get("rows")) if r.get("workers") == 1]
         if one and (v := _positive(one[0].get("patches_per_s"))):
             found["export_s_per_item"] = 1 / v
     if data.get("kind") == "pathgen-plan":
@@ -78,6 +79,19 @@ def read_bench(path: Path) -> dict[str, float]:
     if not found:
         raise ValueError(f"{path}: no throughput the plan can use; expected one of {KNOWN}")
     return found
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _numbers(value: Any, n: int) -> bool:
+    """``value`` is a list of ``n`` numbers."""
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
 
 
 def read_benches(paths: list[Path]) -> tuple[dict[str, float], dict[str, str]]:
