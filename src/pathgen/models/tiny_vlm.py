@@ -41,18 +41,12 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-def _default_corpus() -> Path | None:
-    """No file: the tiny vocabulary is trained on text shipped inside the package (see below).
-
-    It used to train on the shared PathGen caption sample when one was near the checkout, so the
-    demo's captions differed between a developer checkout and a pip install; the package's own
-    morphology prompts give every install the same vocabulary.
-    """
-    return None
-
-
 def _packaged_texts() -> list[str]:
-    """The attribute prompts shipped with pathgen (its own text), with a fixed fallback sentence."""
+    """The attribute prompts shipped with pathgen (its own text), with a fixed fallback sentence.
+
+    The default corpus: the shared PathGen caption sample, used before, is not on every install, so
+    demo captions differed between a developer checkout and a pip install.
+    """
     from pathgen.selection.library import bundled_library
 
     texts = [_FALLBACK_TEXT]
@@ -81,7 +75,7 @@ def build_tokenizer(corpus: Path | None = None, vocab_size: int = 600) -> Any:
         special_tokens=SPECIAL_TOKENS,
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus_texts(corpus or _default_corpus()), trainer=trainer)
+    tok.train_from_iterator(_corpus_texts(corpus), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
