@@ -75,6 +75,12 @@ def build_sets(crc: Path, shards: Path, heldout: Path) -> int:
     return len(samples)
 
 
+# The sample order of open_clip_train's webdataset shuffle is seeded from the clock, so each run sees
+# the data in another order: 4 epochs keep the learning clear of the bar (with 2, about 1 run in 8
+# fell short: held-out accuracy 0.28 against 3x chance; with 4, 0.50-0.78 in the runs measured).
+EPOCHS = 4
+
+
 @pytest.mark.timeout(600)
 def test_tiny_clip_learns_crc_classes_from_scratch(crc_patches, tmp_path):
     n = build_sets(crc_patches, tmp_path / "shards", tmp_path / "heldout")
@@ -96,7 +102,7 @@ def test_tiny_clip_learns_crc_classes_from_scratch(crc_patches, tmp_path):
             "--pretrained",
             "none",
             "--epochs",
-            "2",
+            str(EPOCHS),
             "--lr",
             "3e-3",
             "--warmup",
@@ -120,7 +126,7 @@ def test_tiny_clip_learns_crc_classes_from_scratch(crc_patches, tmp_path):
 
     summary = json.loads((out / "training.json").read_text())
     losses = [r["loss"] for r in summary["stages"][0]["curve"]]
-    assert len(losses) == 2 * n // 24
+    assert len(losses) == EPOCHS * n // 24
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     print(f"loss: first 5 steps {first:.3f} -> last 5 steps {last:.3f}")
     # the first step's loss is ~ln(batch) for a random model; a learning model ends far below it
