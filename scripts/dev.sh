@@ -25,7 +25,7 @@ if [ "$(cat "$VENV/.pathgen-deps" 2>/dev/null || true)" != "$deps_key" ]; then
   echo "pathgen: installing dependencies into $VENV (torch first: several GB, a few minutes)" >&2
   # shellcheck disable=SC2086
   "$VENV/bin/pip" install -q $TORCH_PINS
-  "$VENV/bin/pip" install -q -e '.[dev,faiss,ray]'
+  "$VENV/bin/pip" install -q -e '.[dev,faiss,ray,s3,video,review,agents]'
   echo "$deps_key" > "$VENV/.pathgen-deps"
 else
   # Point the editable install at this checkout (a cached venv may have served another clone).
