@@ -1,0 +1,107 @@
+"""Histology-frame classifiers: which frames show a microscope or slide view.
+
+Three kinds, named by one spec (``VideoConfig.classifier``):
+
+- ``colour`` (default, weight-free): the share of the frame that the tile stage's tissue mask calls
+  stained tissue (saturation + Otsu, ink hues removed). A frame is histology when that share is at
+  least ``colour_min_fraction``; the score is the share scaled so that the threshold reads 0.5.
+  Slide decks, desktops and flat colours have no textured stained area and score near 0.
+- ``head:PATH``: a linear head from ``pathgen video train-classifier`` (a ``.safetensors`` file
+  whose metadata names its features: the weight-free colour/texture features, or an encoder spec).
+- ``zeroshot:ENCODER``: an image-text encoder spec (``open_clip:…``, ``hf:…``, ``tiny``) scoring
+  the frame against histology and non-histology prompts (softmax over the two prompt means).
+
+Every classifier returns a probability-like score in [0, 1]; ``histology_threshold`` decides.
+Quilt ORs an ensemble; a user who wants that runs with the stronger head and keeps the rest here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+HISTOLOGY_PROMPTS = (
+    "a histopathology image",
+    "an H&E stained tissue section under the microscope",
+    "a microscopic image of stained tissue",
+)
+OTHER_PROMPTS = (
+    "a presentation slide with text",
+    "a computer desktop screenshot",
+    "a person talking to the camera",
+    "a plain coloured background",
+)
+CLASSIFIER_FORMS = "'colour', 'head:PATH.safetensors' or 'zeroshot:ENCODER_SPEC'"
+
+
+class FrameClassifier(Protocol):
+    name: str
+
+    def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+class ColourClassifier:
+    """Stained-tissue share of the frame, by the tile stage's tissue mask (no weights)."""
+
+    def __init__(self, min_fraction: float = 0.25, side: int = 256):
+        self.min_fraction = min_fraction
+        self.side = side
+        self.name = f"colour@{min_fraction:g}"
+
+    def fraction(self, rgb: np.ndarray) -> float:
+        import cv2
+
+        from pathgen.slides.tissue import tissue_mask_from_rgb
+
+        h, w = rgb.shape[:2]
+        scale = self.side / max(h, w)
+        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
+                           interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
+        mask, _ = tissue_mask_from_rgb(small)
+        return float(mask.mean())
+
+    def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        fractions = np.array([self.fraction(f) for f in frames], dtype=np.float32)
+        return np.clip(fractions / (2 * self.min_fraction), 0.0, 1.0)
+
+
+class ZeroShotClassifier:
+    """Softmax of the image's similarity to histology prompts versus other prompts."""
+
+    def __init__(self, spec: str, device: str | None = None):
+        from pathgen.models.encoders import load_encoder
+
+        self.encoder = load_encoder(spec, device=device)
+        self.name = f"zeroshot:{spec}"
+        texts = self.encoder.encode_texts([*HISTOLOGY_PROMPTS, *OTHER_PROMPTS])
+        pos = texts[: len(HISTOLOGY_PROMPTS)].mean(0)
+        neg = texts[len(HISTOLOGY_PROMPTS) :].mean(0)
+        self.classes = np.stack([neg / np.linalg.norm(neg), pos / np.linalg.norm(pos)])
+
+    def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        from PIL import Image
+
+        if not frames:
+            return np.zeros(0, dtype=np.float32)
+        emb = self.encoder.encode_images([Image.fromarray(f) for f in frames])
+        logits = 100.0 * emb @ self.classes.T
+        logits -= logits.max(axis=1, keepdims=True)
+        prob = np.exp(logits)
+        return (prob[:, 1] / prob.sum(axis=1)).astype(np.float32)
+
+
+def load_classifier(spec: str, min_fraction: float = 0.25, device: str | None = None) -> FrameClassifier:
+    """The classifier a spec names; a bad spec fails with the valid forms."""
+    spec = (spec or "").strip()
+    if spec == "colour":
+        return ColourClassifier(min_fraction)
+    if spec.startswith("head:"):
+        from pathgen.video.head import LinearHead
+
+        return LinearHead.load(Path(spec[5:]).expanduser(), device=device)
+    if spec.startswith("zeroshot:") and spec[9:]:
+        return ZeroShotClassifier(spec[9:], device=device)
+    raise ValueError(f"unknown frame classifier {spec!r}; valid forms: {CLASSIFIER_FORMS}")
