@@ -87,11 +87,31 @@ def agent_of(payload: dict[str, Any]) -> str:
     for msg in payload.get("messages", []):
         if msg.get("role") == "system" and isinstance(msg.get("content"), str):
             system += msg["content"]
+    if '"medical_statements"' in system:
+        return "clean"  # pathgen video's transcript cleaning
     if '"edits"' in system:
         return "revise"
     if "caption" in system.lower():
         return "summarize"
     return "describe"
+
+
+def clean_answer(payload: dict[str, Any]) -> str:
+    """A transcript-cleaning answer (``pathgen video``): the chunk's own sentences, as JSON.
+
+    Deterministic and derived from the request, like a model that changes nothing: the corrected
+    text is the chunk, every sentence is a medical statement, those pointing at the screen ("here",
+    "this") are ROI statements, and words of six letters or more are proposed as keywords (the
+    client keeps only vocabulary terms).
+    """
+    user = next((m.get("content") for m in payload.get("messages", []) if m.get("role") == "user"), "")
+    text = str(user).split('"""')[1].strip() if '"""' in str(user) else str(user).strip()
+    sentences = [s.strip() for s in text.replace("!", ".").replace("?", ".").split(".") if s.strip()]
+    sentences = [s + "." for s in sentences]
+    roi = [s for s in sentences if any(w in s.lower().split() for w in ("here", "this", "these"))]
+    words = sorted({w.strip(".,;:").lower() for w in text.split() if len(w.strip(".,;:")) >= 6})
+    answer = {"corrected_text": text, "medical_statements": sentences, "roi_statements": roi, "keywords": words}
+    return json.dumps(answer)
 
 
 class FakeServer:
@@ -261,6 +281,8 @@ class FakeServer:
             self.log.append(entry)
             return await self._send_raw(writer, 200, b'{"choices": [{"message": {"content": "trunc')
         text, finish = self._answer(agent, fault)
+        if agent == "clean" and fault is None:
+            text = clean_answer(payload)
         entry["ok"] = True
         self.log.append(entry)
         response = {

@@ -3,7 +3,8 @@
 Three kinds, named by one spec (``VideoConfig.classifier``):
 
 - ``colour`` (default, weight-free): the share of the frame that the tile stage's tissue mask calls
-  stained tissue (saturation + Otsu, ink hues removed). A frame is histology when that share is at
+  stained tissue (saturation + Otsu, ink hues removed) and that has texture (a flat pink slide is
+  not tissue). A frame is histology when that share is at
   least ``colour_min_fraction``; the score is the share scaled so that the threshold reads 0.5.
   Slide decks, desktops and flat colours have no textured stained area and score near 0.
 - ``head:PATH``: a linear head from ``pathgen video train-classifier`` (a ``.safetensors`` file
@@ -43,6 +44,22 @@ class FrameClassifier(Protocol):
     def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
+def textured(rgb: np.ndarray, window: int = 9, min_std: float = 6.0) -> np.ndarray:
+    """Pixels whose neighbourhood varies (grey-level std over ``window`` px above ``min_std``).
+
+    Why: the tissue mask finds stained *colour*; a flat pink title slide has that colour everywhere.
+    Tissue seen through a microscope or a slide viewer always has texture (nuclei, fibres, gaps).
+    """
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    mean = cv2.boxFilter(grey, -1, (window, window))
+    sq = cv2.boxFilter(grey * grey, -1, (window, window))
+    std = np.sqrt(np.maximum(sq - mean * mean, 0))
+    near = cv2.dilate((std > min_std).astype(np.uint8), np.ones((window, window), np.uint8))
+    return near.astype(bool)
+
+
 class ColourClassifier:
     """Stained-tissue share of the frame, by the tile stage's tissue mask (no weights)."""
 
@@ -61,7 +78,7 @@ class ColourClassifier:
         small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
         mask, _ = tissue_mask_from_rgb(small)
-        return float(mask.mean())
+        return float((mask & textured(small)).mean())
 
     def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         fractions = np.array([self.fraction(f) for f in frames], dtype=np.float32)

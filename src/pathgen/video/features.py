@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURES = "colour-texture-v1"
+FEATURES = "colour-texture-v1"  # bump when frame_features changes: old heads are then refused
 SIDE = 128
 
 
@@ -21,6 +21,7 @@ def frame_features(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
     from pathgen.slides.tissue import tissue_mask_from_rgb
+    from pathgen.video.classify import textured
 
     small = cv2.resize(np.ascontiguousarray(rgb), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
@@ -34,6 +35,7 @@ def frame_features(rgb: np.ndarray) -> np.ndarray:
     mag = np.sqrt(gx * gx + gy * gy) / 255.0
     edges = cv2.Canny(small, 80, 160) > 0
     mask, _ = tissue_mask_from_rgb(small)
+    mask &= textured(small)
     flat = float((mag < 0.02).mean())
     texture = np.array(
         [
