@@ -113,7 +113,7 @@ def _hf_pipeline(source: str) -> Any:
 def _loaded(spec: str) -> Any:
     if spec not in _CACHE:
         if spec == "tiny":
-            folder = Path(tempfile.gettempdir()) / "pathgen-tiny-whisper"
+            folder = Path(tempfile.gettempdir()) / "pathgen-tiny-whisper-v1"
             _CACHE[spec] = ("hf", _hf_pipeline(str(build_tiny_whisper(folder))))
         elif spec.startswith("hf:"):
             _CACHE[spec] = ("hf", _hf_pipeline(spec[3:]))
