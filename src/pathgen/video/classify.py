@@ -3,8 +3,8 @@
 Three kinds, named by one spec (``VideoConfig.classifier``):
 
 - ``colour`` (default, weight-free): the share of the frame that the tile stage's tissue mask calls
-  stained tissue (saturation + Otsu, ink hues removed) and that has texture (a flat pink slide is
-  not tissue). A frame is histology when that share is at
+  stained tissue (saturation + Otsu, ink hues removed), restricted to H&E's pink-purple hues and
+  to textured areas (a flat pink slide or a blue title bar is not tissue). A frame is histology when that share is at
   least ``colour_min_fraction``; the score is the share scaled so that the threshold reads 0.5.
   Slide decks, desktops and flat colours have no textured stained area and score near 0.
 - ``head:PATH``: a linear head from ``pathgen video train-classifier`` (a ``.safetensors`` file
@@ -60,6 +60,26 @@ def textured(rgb: np.ndarray, window: int = 9, min_std: float = 6.0) -> np.ndarr
     return near.astype(bool)
 
 
+def he_hue(rgb: np.ndarray) -> np.ndarray:
+    """Pixels whose hue is H&E's (pink to purple: OpenCV hue >= 120 or <= 20, i.e. 240-40 degrees).
+
+    Why on top of the tissue mask: that mask was made for slides, where only pen ink is blue or green;
+    screens are full of saturated blue title bars and green icons, which are never stained tissue.
+    """
+    import cv2
+
+    h = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)[..., 0]
+    return (h >= 120) | (h <= 20)
+
+
+def he_tissue_mask(rgb: np.ndarray) -> np.ndarray:
+    """The tile stage's tissue mask, kept where the hue is H&E's and the neighbourhood is textured."""
+    from pathgen.slides.tissue import tissue_mask_from_rgb
+
+    mask, _ = tissue_mask_from_rgb(rgb)
+    return mask & he_hue(rgb) & textured(rgb)
+
+
 class ColourClassifier:
     """Stained-tissue share of the frame, by the tile stage's tissue mask (no weights)."""
 
@@ -71,14 +91,11 @@ class ColourClassifier:
     def fraction(self, rgb: np.ndarray) -> float:
         import cv2
 
-        from pathgen.slides.tissue import tissue_mask_from_rgb
-
         h, w = rgb.shape[:2]
         scale = self.side / max(h, w)
         small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
-        mask, _ = tissue_mask_from_rgb(small)
-        return float((mask & textured(small)).mean())
+        return float(he_tissue_mask(small).mean())
 
     def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         fractions = np.array([self.fraction(f) for f in frames], dtype=np.float32)

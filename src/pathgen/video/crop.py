@@ -2,7 +2,8 @@
 
 Screencasts show the slide viewer inside a desktop, lectures put the microscope view beside the
 speaker, and letterboxing adds black bars. The slide area is where the stained tissue is: the
-bounding box of the tile stage's tissue mask (on a small copy), widened by a margin. The frame is
+bounding box of the H&E tissue mask (the tile stage's mask, restricted to H&E hues and texture; on
+a small copy; specks ignored), widened by a margin. The frame is
 cropped only when that box is clearly smaller than the frame (``min_gain``), so a full-screen view
 with some glass at its edge stays whole.
 """
@@ -16,14 +17,16 @@ def slide_box(rgb: np.ndarray, side: int = 256, margin: float = 0.02, min_gain: 
     """``(x0, y0, x1, y1)`` of the slide area in ``rgb``'s pixels, or None to keep the whole frame."""
     import cv2
 
-    from pathgen.slides.tissue import tissue_mask_from_rgb
+    from pathgen.video.classify import he_tissue_mask
 
     h, w = rgb.shape[:2]
     scale = min(1.0, side / max(h, w))
     small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
                        interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
-    mask, _ = tissue_mask_from_rgb(small)
-    ys, xs = np.nonzero(mask)
+    mask = he_tissue_mask(small).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    big = [i for i in range(1, n) if stats[i, 4] >= 0.005 * mask.size]  # specks do not widen the box
+    ys, xs = np.nonzero(np.isin(labels, big)) if big else (np.array([]), np.array([]))
     if len(xs) == 0:
         return None
     sh, sw = mask.shape

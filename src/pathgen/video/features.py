@@ -20,8 +20,7 @@ def frame_features(rgb: np.ndarray) -> np.ndarray:
     """A fixed-length float32 vector for one RGB frame (any size)."""
     import cv2
 
-    from pathgen.slides.tissue import tissue_mask_from_rgb
-    from pathgen.video.classify import textured
+    from pathgen.video.classify import he_tissue_mask
 
     small = cv2.resize(np.ascontiguousarray(rgb), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
@@ -34,8 +33,7 @@ def frame_features(rgb: np.ndarray) -> np.ndarray:
     gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
     mag = np.sqrt(gx * gx + gy * gy) / 255.0
     edges = cv2.Canny(small, 80, 160) > 0
-    mask, _ = tissue_mask_from_rgb(small)
-    mask &= textured(small)
+    mask = he_tissue_mask(small)
     flat = float((mag < 0.02).mean())
     texture = np.array(
         [
