@@ -37,7 +37,14 @@ def make_video(path: Path, minutes: float, fps: int, size: tuple[int, int]) -> d
     import numpy as np
 
     from pathgen.sample_data import candidates, shared_data
-    from pathgen.video.synth import Scene, desktop_screen, histology_screen, solid_screen, text_screen, write_video
+    from pathgen.video.synth import (
+        Scene,
+        desktop_screen,
+        histology_screen,
+        solid_screen,
+        text_screen,
+        write_video,
+    )
 
     crc = (shared_data() or candidates()[0]) / "patches" / "crc-val-he-7k"
     classes = sorted(p.name for p in crc.iterdir() if p.is_dir())
@@ -47,9 +54,23 @@ def make_video(path: Path, minutes: float, fps: int, size: tuple[int, int]) -> d
         kind = i % 4
         if kind in (0, 2):
             cls = classes[int(rng.integers(len(classes)))]
-            scenes.append(Scene(histology_screen(sorted((crc / cls).glob("*.png")), size, i), float(rng.uniform(8, 20)), "", True))
+            scenes.append(
+                Scene(
+                    histology_screen(sorted((crc / cls).glob("*.png")), size, i),
+                    float(rng.uniform(8, 20)),
+                    "",
+                    True,
+                )
+            )
         elif kind == 1:
-            scenes.append(Scene(text_screen([f"Slide {i}", "Key features", "- growth pattern"], size), float(rng.uniform(5, 12)), "", False))
+            scenes.append(
+                Scene(
+                    text_screen([f"Slide {i}", "Key features", "- growth pattern"], size),
+                    float(rng.uniform(5, 12)),
+                    "",
+                    False,
+                )
+            )
         else:
             other = desktop_screen(size, i) if i % 8 == 3 else solid_screen(size, (30, 30, 90))
             scenes.append(Scene(other, float(rng.uniform(3, 8)), "", False))
@@ -57,8 +78,12 @@ def make_video(path: Path, minutes: float, fps: int, size: tuple[int, int]) -> d
         i += 1
     t0 = time.perf_counter()
     write_video(path, scenes, fps=fps)
-    return {"scenes": len(scenes), "histology_scenes": sum(s.histology for s in scenes),
-            "seconds": round(total, 1), "encode_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    return {
+        "scenes": len(scenes),
+        "histology_scenes": sum(s.histology for s in scenes),
+        "seconds": round(total, 1),
+        "encode_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def run_pass(kind: str, path: Path, cfg: Any, workdir: Path) -> dict[str, Any]:
@@ -119,17 +144,43 @@ def main() -> None:
     base = rows[0]["frames_per_s"]
     for row in rows:
         row["ratio_vs_decode"] = round(row["frames_per_s"] / base, 3)
-    print(f"video: {video.name} ({meta['seconds']} s, {meta['scenes']} scenes, {meta['histology_scenes']} histology), "
-          f"sampled at {args.sample_fps:g} fps; cpus={os.cpu_count()}")  # fmt: skip
-    cols = ["pass", "wall_s", "cpu_s", "sampled_frames", "frames_per_s", "x_realtime", "ratio_vs_decode",
-            "histology_frames_or_clips", "kept_frames"]  # fmt: skip
+    print(
+        f"video: {video.name} ({meta['seconds']} s, {meta['scenes']} scenes, "
+        f"{meta['histology_scenes']} histology), "
+        f"sampled at {args.sample_fps:g} fps; cpus={os.cpu_count()}"
+    )
+    cols = [
+        "pass",
+        "wall_s",
+        "cpu_s",
+        "sampled_frames",
+        "frames_per_s",
+        "x_realtime",
+        "ratio_vs_decode",
+        "histology_frames_or_clips",
+        "kept_frames",
+    ]
     print(" | ".join(cols))
     for row in rows:
         print(" | ".join(str(row[c]) for c in cols))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"video": {**meta, "file": str(video), "width": args.width, "height": args.height,
-                                              "fps": args.fps, "sample_fps": args.sample_fps},
-                                    "passes": rows, "cpus": os.cpu_count()}, indent=2))  # fmt: skip
+    args.out.write_text(
+        json.dumps(
+            {
+                "video": {
+                    **meta,
+                    "file": str(video),
+                    "width": args.width,
+                    "height": args.height,
+                    "fps": args.fps,
+                    "sample_fps": args.sample_fps,
+                },
+                "passes": rows,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
 
 

@@ -229,11 +229,15 @@ class VideoConfig(_Section):
         27.0, gt=0, description="HSV content difference (0-255) that starts a new shot (ContentDetector's)"
     )
     min_shot_s: float = Field(1.0, ge=0, description="shortest shot in seconds")
-    stable_ssim: float = Field(0.98, gt=0, le=1, description="SSIM of random crops above which frames are still")
+    stable_ssim: float = Field(
+        0.98, gt=0, le=1, description="SSIM of random crops above which frames are still"
+    )
     stable_crops: int = Field(4, gt=0, description="random crops compared per frame pair")
     stable_crop_size: int = Field(64, gt=7, description="side of each crop, px of the analysis copy")
     min_stable_s: float = Field(3.0, ge=0, description="shortest stable clip kept (Quilt: 3 s)")
-    analysis_side: int = Field(256, gt=15, description="longer side of the frame copy used for shots and motion")
+    analysis_side: int = Field(
+        256, gt=15, description="longer side of the frame copy used for shots and motion"
+    )
     classifier: str = Field(
         "colour", description="'colour' (weight-free), 'head:PATH.safetensors' or 'zeroshot:ENCODER_SPEC'"
     )
@@ -241,24 +245,35 @@ class VideoConfig(_Section):
     colour_min_fraction: float = Field(
         0.25, gt=0, le=1, description="colour classifier: stained-tissue share of a histology frame"
     )
-    dedup_bits: int = Field(6, ge=0, le=64, description="dHash distance at or below which frames are duplicates")
+    dedup_bits: int = Field(
+        6, ge=0, le=64, description="dHash distance at or below which frames are duplicates"
+    )
     crop: bool = Field(True, description="crop frames to the slide area when there are borders or an inset")
-    crop_min_gain: float = Field(0.1, ge=0, lt=1, description="crop only when it removes this share of the frame")
+    crop_min_gain: float = Field(
+        0.1, ge=0, lt=1, description="crop only when it removes this share of the frame"
+    )
     max_side: int = Field(1024, gt=15, description="longer side of a kept frame in the shards")
     lead_s: float = Field(2.0, ge=0, description="text spoken this long before a frame appears counts for it")
     lag_s: float = Field(2.0, ge=0, description="text spoken this long after a frame leaves counts for it")
-    min_overlap: float = Field(0.5, gt=0, le=1, description="share of a chunk inside a frame's window to pair it")
+    min_overlap: float = Field(
+        0.5, gt=0, le=1, description="share of a chunk inside a frame's window to pair it"
+    )
     pause_s: float = Field(1.0, ge=0, description="a silence this long ends a transcript chunk")
     max_chunk_s: float = Field(30.0, gt=0, description="longest transcript chunk")
     speech: str | None = Field(
-        None, description="ASR model when no .vtt/.srt sidecar: 'hf:DIR' (Whisper), 'faster-whisper:NAME', 'tiny'"
+        None,
+        description="ASR model when no .vtt/.srt sidecar: 'hf:DIR' (Whisper), 'faster-whisper:NAME', 'tiny'",
     )
     language: str | None = Field(None, description="ASR language code (None: the model detects it)")
-    llm: str | None = Field(None, description="text-cleaning LLM (OpenAI-compatible name with base_url); None: rules")
+    llm: str | None = Field(
+        None, description="text-cleaning LLM (OpenAI-compatible name with base_url); None: rules"
+    )
     base_url: list[str] = Field(default_factory=list, description="OpenAI-compatible server(s) of `llm`")
     api_key_env: str | None = Field(None, description="environment variable holding the LLM API key")
     concurrency: int = Field(16, gt=0, description="LLM calls in flight")
-    vocabulary: Path | None = Field(None, description="medical vocabulary file (term[TAB]id per line); None: built-in")
+    vocabulary: Path | None = Field(
+        None, description="medical vocabulary file (term[TAB]id per line); None: built-in"
+    )
     samples_per_shard: int = Field(1000, gt=0)
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(1, ge=0, description="videos analysed at once (processes); 0 = CPUs, at most 8")

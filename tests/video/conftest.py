@@ -34,14 +34,39 @@ def patches(crc: Path, cls: str) -> list[Path]:
 def lecture_scenes(crc: Path) -> list[Scene]:
     """Histology views (four tissue classes) interleaved with a title slide, a desktop and a flat colour."""
     return [
-        Scene(text_screen(["Colorectal pathology", "Lecture 3: the colon"], SIZE), 4, "Welcome to the third lecture of the course.", False),
-        Scene(histology_screen(patches(crc, "TUM"), SIZE, 1), 4, "Here we see tumour epithelium forming irregular glands of adenocarcinoma.", True),
+        Scene(
+            text_screen(["Colorectal pathology", "Lecture 3: the colon"], SIZE),
+            4,
+            "Welcome to the third lecture of the course.",
+            False,
+        ),
+        Scene(
+            histology_screen(patches(crc, "TUM"), SIZE, 1),
+            4,
+            "Here we see tumour epithelium forming irregular glands of adenocarcinoma.",
+            True,
+        ),
         Scene(desktop_screen(SIZE, 7), 4, "Let me open the next file from my folder.", False),
-        Scene(histology_screen(patches(crc, "LYM"), SIZE, 2), 4, "This area is packed with lymphocytes in a dense infiltrate.", True),
+        Scene(
+            histology_screen(patches(crc, "LYM"), SIZE, 2),
+            4,
+            "This area is packed with lymphocytes in a dense infiltrate.",
+            True,
+        ),
         Scene(solid_screen(SIZE, (20, 40, 160)), 3, "Okay, a short break now.", False),
-        Scene(histology_screen(patches(crc, "MUS"), SIZE, 3), 4, "Now smooth muscle with long spindle myocytes in bundles.", True),
-        Scene(text_screen(["Summary", "- glands", "- infiltrate"], SIZE), 3, "That is all for the summary slide.", False),
-    ]  # fmt: skip
+        Scene(
+            histology_screen(patches(crc, "MUS"), SIZE, 3),
+            4,
+            "Now smooth muscle with long spindle myocytes in bundles.",
+            True,
+        ),
+        Scene(
+            text_screen(["Summary", "- glands", "- infiltrate"], SIZE),
+            3,
+            "That is all for the summary slide.",
+            False,
+        ),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +112,9 @@ def labelled_frames(tmp_path_factory, crc_patches: Path, unlabeled_patches: Path
             im = im.convert("RGB")
             w, h = im.size
             for k, (x, y) in enumerate([(0, 0), (w // 2, h // 2)]):
-                im.crop((x, y, min(w, x + 224), min(h, y + 224))).save(root / "histology" / f"{p.stem}_{k}.png")
+                im.crop((x, y, min(w, x + 224), min(h, y + 224))).save(
+                    root / "histology" / f"{p.stem}_{k}.png"
+                )
     for i, im in enumerate(non_histology_images(36)):
         im.save(root / "other" / f"screen_{i:02d}.png")
     return root

@@ -21,7 +21,9 @@ def test_asr_path_end_to_end_with_tiny_whisper(lecture, tmp_path: Path) -> None:
 
     scenes = [s for s in lecture.scenes if s.histology][:2]
     seconds = sum(s.seconds for s in scenes)
-    video = write_video(tmp_path / "narrated.mp4", scenes, fps=4, audio=tone_speech(seconds, 22050), sample_rate=22050)
+    video = write_video(
+        tmp_path / "narrated.mp4", scenes, fps=4, audio=tone_speech(seconds, 22050), sample_rate=22050
+    )
     audio = read_audio(video)
     assert audio.dtype == np.float32 and abs(len(audio) / 16000 - seconds) < 0.2  # resampled to 16 kHz
     cfg = VideoConfig(min_stable_s=1.5, lead_s=0.5, lag_s=0.5, speech="tiny")
@@ -30,7 +32,9 @@ def test_asr_path_end_to_end_with_tiny_whisper(lecture, tmp_path: Path) -> None:
     assert row["status"] == "ok", row["error"]
     assert row["transcript_source"] == "asr:tiny" and row["asr_untrained"] and row["segments"] >= 1
     assert report.summary["asr_untrained"] and "UNTRAINED" in report.summary["warning"]
-    stored = json.loads((tmp_path / "pairs" / "video-work" / "videos" / "narrated" / "video.json").read_text())
+    stored = json.loads(
+        (tmp_path / "pairs" / "video-work" / "videos" / "narrated" / "video.json").read_text()
+    )
     for seg in stored["segments"]:
         assert 0.0 <= seg["start"] <= seg["end"] <= seconds + 0.1 and seg["text"].strip()
     assert row["kept_frames"] == 2 and report.pairs >= 1  # seeded model: the same garbage every run

@@ -38,7 +38,9 @@ def _check_lecture(lecture, dataset: Path) -> list[dict]:
         assert a <= meta["t"] < b, (meta["t"], a, b)
         assert meta["caption"] == scene.text  # its window's sentence, no neighbour's
         assert meta["source"] == "video" and meta["video_id"] == "colon_lecture"
-        assert meta["text_start"] == pytest.approx(a, abs=0.01) and meta["text_end"] == pytest.approx(b, abs=0.01)
+        assert meta["text_start"] == pytest.approx(a, abs=0.01) and meta["text_end"] == pytest.approx(
+            b, abs=0.01
+        )
         assert 0.9 <= meta["confidence"] <= 1.0  # certain histology, narrated exactly while shown
         assert meta["transcript_source"] == "sidecar:srt"
         assert json.loads(meta["keywords"])  # vocabulary terms found in the sentence
@@ -75,8 +77,22 @@ def test_trained_head_keeps_histology(lecture, labelled_frames: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     assert head.is_file()
     out = tmp_path / "pairs"
-    args = ["video", str(lecture.path.parent), "--out", str(out), "--classifier", f"head:{head}",
-            "--min-stable-s", "1.5", "--lead-s", "0.5", "--lag-s", "0.5", "--workers", "1"]  # fmt: skip
+    args = [
+        "video",
+        str(lecture.path.parent),
+        "--out",
+        str(out),
+        "--classifier",
+        f"head:{head}",
+        "--min-stable-s",
+        "1.5",
+        "--lead-s",
+        "0.5",
+        "--lag-s",
+        "0.5",
+        "--workers",
+        "1",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     _check_lecture(lecture, out / "video")

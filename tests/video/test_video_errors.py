@@ -23,8 +23,12 @@ def _audio_only(path: Path, seconds: float = 2.0) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("aac", rate=16000)
         for start in range(0, len(samples), 1024):
-            block = np.pad(samples[start : start + 1024], (0, max(0, 1024 - len(samples[start : start + 1024]))))
-            frame = av.AudioFrame.from_ndarray(block[None, :].astype(np.float32), format="fltp", layout="mono")
+            block = np.pad(
+                samples[start : start + 1024], (0, max(0, 1024 - len(samples[start : start + 1024])))
+            )
+            frame = av.AudioFrame.from_ndarray(
+                block[None, :].astype(np.float32), format="fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -98,6 +102,8 @@ def test_bad_configuration_fails_before_work(tmp_path: Path) -> None:
         (["--llm", "gpt"], "--llm needs --base-url"),
         (["--vocabulary", str(tmp_path / "none.txt")], "vocabulary file not found"),
     ]:
-        result = CliRunner().invoke(app, ["video", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "o"), *args])
+        result = CliRunner().invoke(
+            app, ["video", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "o"), *args]
+        )
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     assert not (tmp_path / "o").exists()

@@ -29,7 +29,7 @@ def test_shot_cuts_fall_on_screen_changes(lecture) -> None:
 
 
 def test_panning_is_not_stable_and_a_still_view_is(crc_patches: Path, tmp_path: Path) -> None:
-    """A pan across a large histology view breaks SSIM between frames; the still view that follows does not."""
+    """A pan across a large histology view breaks SSIM between frames; the still view after it does not."""
     big = histology_screen(patches(crc_patches, "NORM"), (SIZE[0] * 3, SIZE[1]), seed=5)
     pan = [Scene(big.crop((x, 0, x + SIZE[0], SIZE[1])), 0.25, "", True) for x in range(0, 2 * SIZE[0], 40)]
     still = [Scene(big.crop((2 * SIZE[0], 0, 3 * SIZE[0], SIZE[1])), 3.0, "", True)]
@@ -55,7 +55,9 @@ def test_picture_in_picture_is_cropped_to_the_slide_area(crc_patches: Path) -> N
     x0, y0, x1, y1 = box
     # the box holds the whole inset and at most a thin margin (5 % of the frame) of desktop around it
     assert 250 - 32 <= x0 <= 250 and 100 - 20 <= y0 <= 100 and 550 <= x1 <= 550 + 32 and 320 <= y1 <= 320 + 20
-    assert slide_box(np.asarray(histology_screen(patches(crc_patches, "TUM"), (320, 224)))) is None  # full view
+    assert (
+        slide_box(np.asarray(histology_screen(patches(crc_patches, "TUM"), (320, 224)))) is None
+    )  # full view
     clf = ColourClassifier()
     assert clf.scores([desk])[0] > 0.5 and clf.scores([np.asarray(desktop_screen((640, 400), 3))])[0] < 0.1
 

@@ -110,7 +110,12 @@ def clean_answer(payload: dict[str, Any]) -> str:
     sentences = [s + "." for s in sentences]
     roi = [s for s in sentences if any(w in s.lower().split() for w in ("here", "this", "these"))]
     words = sorted({w.strip(".,;:").lower() for w in text.split() if len(w.strip(".,;:")) >= 6})
-    answer = {"corrected_text": text, "medical_statements": sentences, "roi_statements": roi, "keywords": words}
+    answer = {
+        "corrected_text": text,
+        "medical_statements": sentences,
+        "roi_statements": roi,
+        "keywords": words,
+    }
     return json.dumps(answer)
 
 

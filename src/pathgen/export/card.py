@@ -30,6 +30,10 @@ LICENCE_NOTES = {
     ),
     "quilt": "Quilt-1M: research use only; see the Quilt-1M terms (videos from YouTube).",
     "arch": "ARCH (Gamper & Rajpoot, CVPR 2021): CC-BY-NC-SA-4.0, research use only, cite the paper.",
+    "video": (
+        "Frames and narration of your own videos (`pathgen video`): the videos' licence applies, and "
+        "the consent of speakers and patients shown; check both before sharing or training on them."
+    ),
     "pathgen-release": (
         "PathGen-1.6M captions: CC-BY-4.0 per its dataset card, research use; cite PathGen-1.6M."
     ),

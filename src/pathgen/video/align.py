@@ -41,7 +41,9 @@ def windows(frames: Sequence[dict[str, Any]], duration: float, lead_s: float, la
         on = f["shot_start"] if first_of_shot else f["run_start"]
         off = nxt["run_start"] if nxt is not None and nxt["shot"] == f["shot"] else f["shot_end"]
         off = max(off, f["run_end"])
-        out.append(Window(on, off, max(0.0, on - lead_s), min(duration, off + lag_s) if duration else off + lag_s))
+        out.append(
+            Window(on, off, max(0.0, on - lead_s), min(duration, off + lag_s) if duration else off + lag_s)
+        )
     return out
 
 

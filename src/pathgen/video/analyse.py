@@ -28,10 +28,25 @@ from pathgen.video.transcript import Segment, TranscriptError, read_transcript
 
 #: Settings that change what :func:`analyse_video` produces (the rest act later, on cached results).
 ANALYSIS_KEYS = (
-    "sample_fps", "shot_threshold", "min_shot_s", "stable_ssim", "stable_crops", "stable_crop_size",
-    "min_stable_s", "analysis_side", "classifier", "histology_threshold", "colour_min_fraction",
-    "dedup_bits", "crop", "crop_min_gain", "max_side", "speech", "language", "jpeg_quality",
-)  # fmt: skip
+    "sample_fps",
+    "shot_threshold",
+    "min_shot_s",
+    "stable_ssim",
+    "stable_crops",
+    "stable_crop_size",
+    "min_stable_s",
+    "analysis_side",
+    "classifier",
+    "histology_threshold",
+    "colour_min_fraction",
+    "dedup_bits",
+    "crop",
+    "crop_min_gain",
+    "max_side",
+    "speech",
+    "language",
+    "jpeg_quality",
+)
 RESULT = "video.json"
 VERSION = 1
 _CLASSIFIERS: dict[tuple[str, float], Any] = {}
@@ -49,9 +64,12 @@ class VideoJob:
         head = self.settings.get("classifier", "")
         head_id = file_identity(head[5:]) if head.startswith("head:") else None
         return fingerprint(
-            VERSION, file_identity(self.path), file_identity(self.sidecar) if self.sidecar else None,
-            {k: self.settings.get(k) for k in ANALYSIS_KEYS}, head_id,
-        )  # fmt: skip
+            VERSION,
+            file_identity(self.path),
+            file_identity(self.sidecar) if self.sidecar else None,
+            {k: self.settings.get(k) for k in ANALYSIS_KEYS},
+            head_id,
+        )
 
 
 def cached(job: VideoJob) -> dict[str, Any] | None:
@@ -142,8 +160,13 @@ def _frames(job: VideoJob, work: Path) -> dict[str, Any]:
     s = job.settings
     clf = _classifier(s["classifier"], s["colour_min_fraction"])
     detector = ShotDetector(s["shot_threshold"], s["min_shot_s"])
-    runs = StableRuns(s["stable_ssim"], s["min_stable_s"], s["stable_crops"], s["stable_crop_size"],
-                      step_s=1.0 / s["sample_fps"])  # fmt: skip
+    runs = StableRuns(
+        s["stable_ssim"],
+        s["min_stable_s"],
+        s["stable_crops"],
+        s["stable_crop_size"],
+        step_s=1.0 / s["sample_fps"],
+    )
     frames_dir = work / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -156,8 +179,15 @@ def _frames(job: VideoJob, work: Path) -> dict[str, Any]:
         shot_index = run.shot
         frame = run.median()
         score = float(clf.scores([frame.rgb])[0])
-        rec: dict[str, Any] = {"t": round(frame.t, 3), "run_start": round(run.start, 3), "run_end": round(run.end, 3),
-                               "shot": shot_index, "score": round(score, 4), "kept": False, "box": None}  # fmt: skip
+        rec: dict[str, Any] = {
+            "t": round(frame.t, 3),
+            "run_start": round(run.start, 3),
+            "run_end": round(run.end, 3),
+            "shot": shot_index,
+            "score": round(score, 4),
+            "kept": False,
+            "box": None,
+        }
         if score < s["histology_threshold"]:
             rec["reason"] = "not_histology"
             records.append(rec)
@@ -172,12 +202,18 @@ def _frames(job: VideoJob, work: Path) -> dict[str, Any]:
             records.append(rec)
             return
         kept_hashes.append(h)
-        name = f"{int(round(frame.t * 1000)):09d}.jpg"
+        name = f"{round(frame.t * 1000):09d}.jpg"
         buf = io.BytesIO()
         image.save(buf, format="JPEG", quality=s["jpeg_quality"])
         atomic_write(frames_dir / name, buf.getvalue())
-        rec.update(kept=True, reason="kept", box=list(box) if box else None, file=name,
-                   width=image.width, height=image.height)  # fmt: skip
+        rec.update(
+            kept=True,
+            reason="kept",
+            box=list(box) if box else None,
+            file=name,
+            width=image.width,
+            height=image.height,
+        )
         records.append(rec)
 
     for frame in iter_frames(Path(job.path), s["sample_fps"], s["analysis_side"], max_side=2 * s["max_side"]):
@@ -194,4 +230,10 @@ def _frames(job: VideoJob, work: Path) -> dict[str, Any]:
         consider(finished)
     if sampled == 0:
         raise VideoError("no frames decoded")
-    return {"frames": records, "cuts": detector.cuts, "sampled": sampled, "last_t": last_t, "classifier": clf.name}
+    return {
+        "frames": records,
+        "cuts": detector.cuts,
+        "sampled": sampled,
+        "last_t": last_t,
+        "classifier": clf.name,
+    }

@@ -69,8 +69,17 @@ def build_tiny_whisper(out: Path, seed: int = 0) -> Path:
         return out
     torch.manual_seed(seed)
     vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz\u0120.")}
-    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
-                "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]  # fmt: skip
+    specials = [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        "<|en|>",
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
+    ]
     for s in specials:
         vocab[s] = len(vocab)
     tok = WhisperTokenizer(vocab=vocab, merges=[])
@@ -79,22 +88,44 @@ def build_tiny_whisper(out: Path, seed: int = 0) -> Path:
     ids = dict(zip(specials, tok.convert_tokens_to_ids(specials), strict=True))
     eot = ids["<|endoftext|>"]
     cfg = WhisperConfig(
-        vocab_size=len(tok), num_mel_bins=80, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, d_model=16, max_source_positions=1500,
-        max_target_positions=128, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
-        decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[], begin_suppress_tokens=[eot],
-    )  # fmt: skip
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        d_model=16,
+        max_source_positions=1500,
+        max_target_positions=128,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        suppress_tokens=[],
+        begin_suppress_tokens=[eot],
+    )
     model = WhisperForConditionalGeneration(cfg).eval()
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
-        no_timestamps_token_id=ids["<|notimestamps|>"], max_initial_timestamp_index=50, is_multilingual=True,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=eot,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        max_initial_timestamp_index=50,
+        is_multilingual=True,
         lang_to_id={"<|en|>": ids["<|en|>"]},
         task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
-        max_length=128, begin_suppress_tokens=[eot], suppress_tokens=[],
-    )  # fmt: skip
+        max_length=128,
+        begin_suppress_tokens=[eot],
+        suppress_tokens=[],
+    )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok).save_pretrained(out)
+    WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok
+    ).save_pretrained(out)
     (out / "PATHGEN_TINY.json").write_text(json.dumps({"untrained": True, "seed": seed}) + "\n")
     return out
 
@@ -126,7 +157,9 @@ def _loaded(spec: str) -> Any:
     return _CACHE[spec]
 
 
-def transcribe(audio: np.ndarray, spec: str, language: str | None = None, max_new_tokens: int | None = None) -> list[Segment]:
+def transcribe(
+    audio: np.ndarray, spec: str, language: str | None = None, max_new_tokens: int | None = None
+) -> list[Segment]:
     """Timed segments of 16 kHz mono ``audio``; times are clamped to the audio's length."""
     duration = len(audio) / SPEECH_RATE
     if duration <= 0:
@@ -144,8 +177,12 @@ def transcribe(audio: np.ndarray, spec: str, language: str | None = None, max_ne
             kwargs.update(language="en", max_new_tokens=max_new_tokens or 24)
         elif max_new_tokens:
             kwargs["max_new_tokens"] = max_new_tokens
-        out = model({"raw": audio, "sampling_rate": SPEECH_RATE}, return_timestamps=True, chunk_length_s=30,
-                    generate_kwargs=kwargs)  # fmt: skip
+        out = model(
+            {"raw": audio, "sampling_rate": SPEECH_RATE},
+            return_timestamps=True,
+            chunk_length_s=30,
+            generate_kwargs=kwargs,
+        )
         raw = [(c["timestamp"][0], c["timestamp"][1], c["text"]) for c in out.get("chunks") or []]
         if not raw and out.get("text", "").strip():
             raw = [(0.0, duration, out["text"])]

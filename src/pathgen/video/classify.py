@@ -4,9 +4,9 @@ Three kinds, named by one spec (``VideoConfig.classifier``):
 
 - ``colour`` (default, weight-free): the share of the frame that the tile stage's tissue mask calls
   stained tissue (saturation + Otsu, ink hues removed), restricted to H&E's pink-purple hues and
-  to textured areas (a flat pink slide or a blue title bar is not tissue). A frame is histology when that share is at
-  least ``colour_min_fraction``; the score is the share scaled so that the threshold reads 0.5.
-  Slide decks, desktops and flat colours have no textured stained area and score near 0.
+  to textured areas (a flat pink slide or a blue title bar is not tissue). A frame is histology
+  when that share is at least ``colour_min_fraction``; the score is the share scaled so that the
+  threshold reads 0.5. Slide decks, desktops and flat colours have no textured stained area and score near 0.
 - ``head:PATH``: a linear head from ``pathgen video train-classifier`` (a ``.safetensors`` file
   whose metadata names its features: the weight-free colour/texture features, or an encoder spec).
 - ``zeroshot:ENCODER``: an image-text encoder spec (``open_clip:…``, ``hf:…``, ``tiny``) scoring
@@ -93,8 +93,15 @@ class ColourClassifier:
 
         h, w = rgb.shape[:2]
         scale = self.side / max(h, w)
-        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
+        small = (
+            cv2.resize(
+                np.ascontiguousarray(rgb),
+                (max(1, int(w * scale)), max(1, int(h * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+            if scale < 1
+            else rgb
+        )
         return float(he_tissue_mask(small).mean())
 
     def scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:

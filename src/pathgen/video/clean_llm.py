@@ -42,7 +42,11 @@ SCHEMA = {
 
 
 def load_clean_prompt(version: str = "v1") -> Prompt:
-    text = resources.files("pathgen.video").joinpath("prompts", AGENT, f"{version}.txt").read_text(encoding="utf-8")
+    text = (
+        resources.files("pathgen.video")
+        .joinpath("prompts", AGENT, f"{version}.txt")
+        .read_text(encoding="utf-8")
+    )
     return Prompt(AGENT, version, parse_sections(text), hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -69,8 +73,14 @@ def parse_answer(text: str, vocab: Vocabulary, model: str) -> Cleaned:
     for k in vocab.find(corrected):
         if k not in keywords:
             keywords.append(k)
-    return Cleaned(corrected, strings("medical_statements"), strings("roi_statements"), keywords,
-                   vocab.ids(keywords), by=f"llm:{model}")  # fmt: skip
+    return Cleaned(
+        corrected,
+        strings("medical_statements"),
+        strings("roi_statements"),
+        keywords,
+        vocab.ids(keywords),
+        by=f"llm:{model}",
+    )
 
 
 def clean_with_llm(
@@ -90,8 +100,9 @@ async def _clean(
     from pathgen.models.generators import GenerationParams, load_generator
 
     prompt = load_clean_prompt()
-    generator = load_generator(cfg.llm or "", base_url=cfg.base_url, api_key_env=cfg.api_key_env,
-                               concurrency=cfg.concurrency)  # fmt: skip
+    generator = load_generator(
+        cfg.llm or "", base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency
+    )
     params = GenerationParams(temperature=0.0, max_tokens=1024, seed=0, json_schema=SCHEMA)
     params_id = json.dumps({"t": 0.0, "max": 1024, "seed": 0, "schema": SCHEMA["title"]}, sort_keys=True)
     out: dict[str, Cleaned] = {}
@@ -125,10 +136,14 @@ async def _clean(
                 {"role": "user", "content": prompt.render("user", text=chunk.text)},
             ]
             row: dict[str, Any] = {
-                "key": keys[item_id], "tile_id": item_id, "agent": AGENT, "prompt_version": prompt.id,
-                "model": generator.name, "params": params_id,
+                "key": keys[item_id],
+                "tile_id": item_id,
+                "agent": AGENT,
+                "prompt_version": prompt.id,
+                "model": generator.name,
+                "params": params_id,
                 "upstream": hashlib.sha256(chunk.text.encode()).hexdigest()[:16],
-            }  # fmt: skip
+            }
             attempts = 0
             try:
                 for i in range(MAX_REASKS + 1):
@@ -143,15 +158,32 @@ async def _clean(
                             {"role": "user", "content": prompt.render("reask", reason=str(exc))},
                         ]
                         continue
-                    journal.put({**row, "status": "ok", "output": result.text, "attempts": attempts,
-                                 "reasks": i, "latency": result.latency, "tokens_in": result.tokens_in,
-                                 "tokens_out": result.tokens_out})  # fmt: skip
+                    journal.put(
+                        {
+                            **row,
+                            "status": "ok",
+                            "output": result.text,
+                            "attempts": attempts,
+                            "reasks": i,
+                            "latency": result.latency,
+                            "tokens_in": result.tokens_in,
+                            "tokens_out": result.tokens_out,
+                        }
+                    )
                     out[item_id] = cleaned
                     counts["llm"] += 1
                     stats.done += 1
                     return
-                journal.put({**row, "status": "rejected", "output": result.text, "error": "unusable answer",
-                             "attempts": attempts, "reasks": MAX_REASKS})  # fmt: skip
+                journal.put(
+                    {
+                        **row,
+                        "status": "rejected",
+                        "output": result.text,
+                        "error": "unusable answer",
+                        "attempts": attempts,
+                        "reasks": MAX_REASKS,
+                    }
+                )
             except Exception as exc:  # transport failure after the retries: retried by the next run
                 from pathgen.engine.caller import Stopped
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def slide_box(rgb: np.ndarray, side: int = 256, margin: float = 0.02, min_gain: float = 0.1) -> tuple[int, int, int, int] | None:
+def slide_box(
+    rgb: np.ndarray, side: int = 256, margin: float = 0.02, min_gain: float = 0.1
+) -> tuple[int, int, int, int] | None:
     """``(x0, y0, x1, y1)`` of the slide area in ``rgb``'s pixels, or None to keep the whole frame."""
     import cv2
 
@@ -21,8 +23,15 @@ def slide_box(rgb: np.ndarray, side: int = 256, margin: float = 0.02, min_gain: 
 
     h, w = rgb.shape[:2]
     scale = min(1.0, side / max(h, w))
-    small = cv2.resize(np.ascontiguousarray(rgb), (max(1, int(w * scale)), max(1, int(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else rgb  # fmt: skip
+    small = (
+        cv2.resize(
+            np.ascontiguousarray(rgb),
+            (max(1, int(w * scale)), max(1, int(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        if scale < 1
+        else rgb
+    )
     mask = he_tissue_mask(small).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     big = [i for i in range(1, n) if stats[i, 4] >= 0.005 * mask.size]  # specks do not widen the box
@@ -39,7 +48,9 @@ def slide_box(rgb: np.ndarray, side: int = 256, margin: float = 0.02, min_gain: 
     return int(x0 * w), int(y0 * h), int(np.ceil(x1 * w)), int(np.ceil(y1 * h))
 
 
-def crop_slide_area(rgb: np.ndarray, min_gain: float = 0.1) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def crop_slide_area(
+    rgb: np.ndarray, min_gain: float = 0.1
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     box = slide_box(rgb, min_gain=min_gain)
     if box is None:
         return rgb, None

@@ -3,10 +3,11 @@
 Training data is a folder of labelled frames, ``FOLDER/histology/*`` and ``FOLDER/other/*`` (any
 image files; other folder names are refused so a typo is not a silent class). Features are the
 weight-free colour/texture features (:mod:`pathgen.video.features`) or an encoder's image
-embeddings (``--encoder SPEC``), standardised; the head is an L2-regularised, class-balanced logistic regression (fitted
-exactly by Newton's method, see :func:`fit_logistic`). Quilt's DINO + linear head is the same recipe with a DINO
-encoder. The file holds the weights, the standardisation and, in its metadata, the feature kind,
-so a head can never be applied to features it was not trained on. Loading needs no pickle.
+embeddings (``--encoder SPEC``), standardised; the head is an L2-regularised, class-balanced
+logistic regression (fitted exactly by Newton's method, see :func:`fit_logistic`). Quilt's DINO +
+linear head is the same recipe with a DINO encoder. The file holds the weights, the
+standardisation and, in its metadata, the feature kind, so a head can never be applied to
+features it was not trained on. Loading needs no pickle.
 """
 
 from __future__ import annotations
@@ -77,14 +78,18 @@ class LinearHead:
         from safetensors import safe_open
 
         if not Path(path).is_file():
-            raise FileNotFoundError(f"classifier head not found: {path} (train one: pathgen video train-classifier)")
+            raise FileNotFoundError(
+                f"classifier head not found: {path} (train one: pathgen video train-classifier)"
+            )
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             t = {k: f.get_tensor(k) for k in ("weight", "bias", "mean", "std")}
         features = meta.get("features", "")
         if features != FEATURES and not features.startswith("encoder:"):
             raise ValueError(f"{path}: unknown head features {features!r}")
-        head = cls(t["weight"], float(t["bias"][0]), t["mean"], t["std"], features, name=f"head:{Path(path).name}")
+        head = cls(
+            t["weight"], float(t["bias"][0]), t["mean"], t["std"], features, name=f"head:{Path(path).name}"
+        )
         if features.startswith("encoder:"):
             head._embed = _embedder(features[len("encoder:") :], device)
         return head
@@ -101,7 +106,8 @@ def read_labelled(folder: Path) -> tuple[list[np.ndarray], np.ndarray, list[Path
     unknown = [d for d in subdirs if d not in CLASSES]
     if unknown or not set(CLASSES) <= set(subdirs):
         raise ValueError(
-            f"{folder} must hold exactly the folders histology/ and other/ (found: {', '.join(subdirs) or 'none'})"
+            f"{folder} must hold exactly the folders histology/ and other/ "
+            f"(found: {', '.join(subdirs) or 'none'})"
         )
     frames, labels, paths = [], [], []
     for label, name in enumerate(CLASSES):
@@ -154,7 +160,11 @@ def _folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
 
 
 def train_head(
-    frames: Sequence[np.ndarray], labels: np.ndarray, encoder: str | None = None, c: float = 1.0, seed: int = 0
+    frames: Sequence[np.ndarray],
+    labels: np.ndarray,
+    encoder: str | None = None,
+    c: float = 1.0,
+    seed: int = 0,
 ) -> tuple[LinearHead, dict[str, float]]:
     """Fit the head; returns it with its training and (stratified k-fold) held-out accuracy."""
     y = np.asarray(labels, dtype=np.float64)
@@ -162,7 +172,9 @@ def train_head(
     mean, std = x.mean(0), x.std(0) + 1e-6
     z = (x - mean) / std
     weight, bias = fit_logistic(z, y, c)
-    info: dict[str, float] = {"train_accuracy": round(float((((z @ weight + bias) > 0) == (y > 0)).mean()), 4)}
+    info: dict[str, float] = {
+        "train_accuracy": round(float((((z @ weight + bias) > 0) == (y > 0)).mean()), 4)
+    }
     k = int(min(5, y.sum(), len(y) - y.sum()))
     if k >= 2:  # held-out accuracy: what to expect on frames the head has not seen
         right = 0
@@ -172,7 +184,10 @@ def train_head(
             right += int((((z[test] @ w + b) > 0) == (y[test] > 0)).sum())
         info["cv_accuracy"] = round(right / len(y), 4)
     head = LinearHead(
-        weight.astype(np.float32), bias, mean.astype(np.float32), std.astype(np.float32),
+        weight.astype(np.float32),
+        bias,
+        mean.astype(np.float32),
+        std.astype(np.float32),
         f"encoder:{encoder}" if encoder else FEATURES,
-    )  # fmt: skip
+    )
     return head, {**info, "histology": int(y.sum()), "other": int(len(y) - y.sum())}

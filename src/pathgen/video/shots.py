@@ -10,6 +10,7 @@ once at least ``min_shot_s`` has passed since the last cut (its ``min_scene_len`
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,4 +58,4 @@ class ShotDetector:
 
 def shots_from_cuts(cuts: list[float], duration: float) -> list[Shot]:
     edges = [0.0, *cuts, duration]
-    return [Shot(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [Shot(a, b) for a, b in itertools.pairwise(edges) if b > a]

@@ -43,7 +43,8 @@ class CropSSIM:
         size = min(size, h, w)
         rng = np.random.default_rng(seed)
         self.boxes = [
-            (int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1)), size) for _ in range(crops)
+            (int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1)), size)
+            for _ in range(crops)
         ]
 
     def score(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -88,8 +89,16 @@ class StableRuns:
     """Feed frames of one shot at a time; finished runs long enough come out of :meth:`update` and
     :meth:`flush`."""
 
-    def __init__(self, threshold: float = 0.98, min_stable_s: float = 3.0, crops: int = 4, size: int = 64,
-                 step_s: float = 0.5, cap: int = 16, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        threshold: float = 0.98,
+        min_stable_s: float = 3.0,
+        crops: int = 4,
+        size: int = 64,
+        step_s: float = 0.5,
+        cap: int = 16,
+        seed: int = 0,
+    ):
         self.threshold = threshold
         self.min_stable_s = min_stable_s
         self.crops, self.size, self.seed = crops, size, seed

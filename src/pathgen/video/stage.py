@@ -69,7 +69,9 @@ def check_config(cfg: VideoConfig) -> Vocabulary:
     spec = cfg.classifier
     if spec.startswith("head:"):
         if not Path(spec[5:]).expanduser().is_file():
-            raise FileNotFoundError(f"classifier head not found: {spec[5:]} (train one: pathgen video train-classifier)")
+            raise FileNotFoundError(
+                f"classifier head not found: {spec[5:]} (train one: pathgen video train-classifier)"
+            )
     elif spec != "colour" and not (spec.startswith("zeroshot:") and spec[9:]):
         raise ValueError(f"unknown frame classifier {spec!r}; valid forms: {CLASSIFIER_FORMS}")
     if cfg.speech:
@@ -77,7 +79,9 @@ def check_config(cfg: VideoConfig) -> Vocabulary:
 
         check_speech_spec(cfg.speech)
     if cfg.llm and not cfg.base_url:
-        raise ValueError("--llm needs --base-url (an OpenAI-compatible server); without --llm, rules clean the text")
+        raise ValueError(
+            "--llm needs --base-url (an OpenAI-compatible server); without --llm, rules clean the text"
+        )
     return Vocabulary.load(cfg.vocabulary)
 
 
@@ -124,22 +128,26 @@ def run_video(
     weight: float = 1.0,
 ) -> VideoReport:
     """The whole stage (see the module docstring); returns per-video rows and the counts."""
-    from pathgen.export.shards import safe_key
     from pathgen.executors.base import Resources
     from pathgen.executors.local import LocalExecutor
+    from pathgen.export.shards import safe_key
 
     vocab = check_config(cfg)
     name = safe_key(name)
     videos = find_videos(inputs)
     if not videos:
-        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+        raise FileNotFoundError(
+            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, inputs))}"
+        )
     out_root = Path(out_root)
     work = out_root / f"{name}-work"
     settings = cfg.model_dump(mode="json")
     jobs = []
     for path, vid in zip(videos, video_ids(videos), strict=True):
         side = find_sidecar(path)
-        jobs.append(VideoJob(str(path), vid, str(work / "videos" / vid), str(side) if side else None, settings))
+        jobs.append(
+            VideoJob(str(path), vid, str(work / "videos" / vid), str(side) if side else None, settings)
+        )
     results: dict[int, dict[str, Any]] = {}
     errors: dict[int, str] = {}
     todo = [i for i, job in enumerate(jobs) if cached(job) is None]
@@ -216,7 +224,7 @@ def build_pairs(
             jpeg = (Path(job.work) / "frames" / frame["file"]).read_bytes()
             flags = ["asr_untrained", "offline_demo"] if untrained else []
             meta = {
-                "key": f"{safe_key(job.video_id)}_{int(round(frame['t'] * 1000)):09d}",
+                "key": f"{safe_key(job.video_id)}_{round(frame['t'] * 1000):09d}",
                 "source": name,
                 "wsi_id": job.video_id,
                 "video_id": job.video_id,
@@ -257,12 +265,25 @@ def build_pairs(
 
 
 VIDEO_COLUMNS = (
-    ("video_id", "string"), ("path", "string"), ("status", "string"), ("error", "string"), ("resumed", "bool_"),
-    ("transcript_source", "string"), ("asr_untrained", "bool_"), ("duration_s", "float64"), ("segments", "int64"),
-    ("chunks", "int64"), ("shots", "int64"), ("sampled_frames", "int64"), ("stable_clips", "int64"),
-    ("not_histology", "int64"), ("duplicates", "int64"), ("kept_frames", "int64"), ("pairs", "int64"),
+    ("video_id", "string"),
+    ("path", "string"),
+    ("status", "string"),
+    ("error", "string"),
+    ("resumed", "bool_"),
+    ("transcript_source", "string"),
+    ("asr_untrained", "bool_"),
+    ("duration_s", "float64"),
+    ("segments", "int64"),
+    ("chunks", "int64"),
+    ("shots", "int64"),
+    ("sampled_frames", "int64"),
+    ("stable_clips", "int64"),
+    ("not_histology", "int64"),
+    ("duplicates", "int64"),
+    ("kept_frames", "int64"),
+    ("pairs", "int64"),
     ("no_text_frames", "int64"),
-)  # fmt: skip
+)
 
 
 def write_outputs(
@@ -311,7 +332,7 @@ def write_outputs(
     if pairs:
         extra = {
             "made by": "pathgen video (Quilt-style curation of narrated videos)",
-            "videos": f"{summary['done']} processed, {summary['failed']} failed (see report.json / errors.json)",
+            "videos": f"{summary['done']} processed, {summary['failed']} failed (report.json, errors.json)",
             "frame classifier": cfg.classifier,
             "text cleaning": clean_info.get("note") or clean_info.get("by"),
             "vocabulary": vocab.source,
@@ -320,10 +341,16 @@ def write_outputs(
             extra["WARNING"] = summary["warning"]
         with staged_dataset(out) as staging:
             written = write_dataset(
-                out, pairs, title=f"pathgen video: {name}", per_shard=cfg.samples_per_shard,
-                quality=cfg.jpeg_quality, expected=len(pairs), extra=extra, into=staging,
+                out,
+                pairs,
+                title=f"pathgen video: {name}",
+                per_shard=cfg.samples_per_shard,
+                quality=cfg.jpeg_quality,
+                expected=len(pairs),
+                extra=extra,
+                into=staging,
                 skipped=lambda: {k: v for k, v in _skips(ordered).items() if v},
-            )  # fmt: skip
+            )
             summary.update(written, written=True)
             write_json(staging / "report.json", summary)
             write_json(staging / "errors.json", summary["errors"])

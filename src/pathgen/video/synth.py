@@ -140,7 +140,7 @@ def _encode_audio(out: object, stream: object, audio: np.ndarray, sample_rate: i
 
 
 def srt_time(seconds: float) -> str:
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)

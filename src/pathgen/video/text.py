@@ -20,7 +20,9 @@ from pathlib import Path
 
 from pathgen.video.transcript import Segment
 
-FILLERS = re.compile(r"\b(?:um+|uh+|erm+|er|ah+|hmm+|you know|i mean|sort of|kind of)\b[,]?\s*", re.IGNORECASE)
+FILLERS = re.compile(
+    r"\b(?:um+|uh+|erm+|er|ah+|hmm+|you know|i mean|sort of|kind of)\b[,]?\s*", re.IGNORECASE
+)
 ROI_CUES = re.compile(
     r"\b(?:here|there|this (?:area|region|field|part|spot|one)|these|arrow|pointer|circled?|"
     r"(?:top|bottom|upper|lower|left|right|centre|center|middle)|you can see|notice|look at|we see)\b",

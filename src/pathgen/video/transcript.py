@@ -63,7 +63,9 @@ def parse_cues(text: str, name: str = "transcript") -> list[Segment]:
             raise TranscriptError(f"{name}: cue {n} has no timing line ({head[:60]!r})")
         match = _TIMING.match(lines[timing_at])
         if not match:
-            raise TranscriptError(f"{name}: cue {n} has an unreadable timing line {lines[timing_at].strip()[:80]!r}")
+            raise TranscriptError(
+                f"{name}: cue {n} has an unreadable timing line {lines[timing_at].strip()[:80]!r}"
+            )
         g = match.groups()
         start, end = _seconds(*g[:4]), _seconds(*g[4:])
         if end < start:
@@ -88,7 +90,7 @@ def read_transcript(path: Path) -> list[Segment]:
 
 
 def find_sidecar(video: Path) -> Path | None:
-    """``lecture.vtt`` / ``lecture.srt`` beside ``lecture.mp4`` (also ``lecture.en.vtt``, as yt-dlp names them)."""
+    """``talk.vtt`` / ``talk.srt`` beside ``talk.mp4`` (also ``talk.en.vtt``, as yt-dlp names them)."""
     for suffix in SIDECAR_SUFFIXES:
         exact = video.with_suffix(suffix)
         if exact.is_file():
