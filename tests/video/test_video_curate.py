@@ -111,6 +111,10 @@ def test_resume_and_ingest_against(lecture, tmp_path: Path) -> None:
     second = run_video([lecture.path], out, cfg)
     assert second.rows[0]["resumed"] and second.summary["shards_kept"] == 1
     assert second.summary["pairs"] == first.summary["pairs"] == 3
+    # alignment settings act on the cached analysis: the video is not decoded again, the pairs change
+    third = run_video([lecture.path], out, cfg.model_copy(update={"lead_s": 0.25}))
+    assert third.rows[0]["resumed"] and third.summary["shards_written"] == 1
+    assert {m["window_start"] for m in _pairs(out / "video")} == {3.75, 11.75, 18.75}
     # a table of other pairs that reuses one of the video's frames: ingest flags it against the set
     frame = sorted((out / "video-work" / "videos" / "colon_lecture" / "frames").glob("*.jpg"))[0]
     table = tmp_path / "other.csv"

@@ -81,3 +81,21 @@ def test_repeated_view_is_a_duplicate_and_inset_frames_are_cropped(crc_patches: 
     kept = [f for f in result["frames"] if f["kept"]]
     assert kept[0]["box"] is None and kept[1]["box"] is not None  # the desktop around the inset is cut
     assert kept[1]["width"] < SIZE[0] and kept[1]["height"] < SIZE[1]
+
+
+def test_encoder_backed_classifiers_load_and_score(crc_patches: Path, tmp_path: Path) -> None:
+    """zeroshot:SPEC and a head on encoder embeddings run on the real loading code (tiny random encoder)."""
+    from pathgen.video.classify import load_classifier
+    from pathgen.video.head import train_head
+
+    frames = [np.asarray(histology_screen(patches(crc_patches, c), SIZE)) for c in ("TUM", "LYM")]
+    frames += [np.asarray(text_screen(["a"], SIZE)), np.asarray(desktop_screen(SIZE, 1))]
+    scores = load_classifier("zeroshot:tiny").scores(frames)
+    assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
+    head, info = train_head(frames, np.array([1, 1, 0, 0]), encoder="tiny")
+    assert info["train_accuracy"] == 1.0  # 4 points in the embedding space are separable
+    path = head.save(tmp_path / "h.safetensors")
+    loaded = load_classifier(f"head:{path}")
+    assert loaded.features == "encoder:tiny"
+    assert np.allclose(loaded.scores(frames), head.scores(frames), atol=1e-5)
+    assert (loaded.scores(frames)[:2] > 0.5).all() and (loaded.scores(frames)[2:] < 0.5).all()

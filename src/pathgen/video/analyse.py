@@ -169,6 +169,8 @@ def _frames(job: VideoJob, work: Path) -> dict[str, Any]:
     )
     frames_dir = work / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
+    for stale in frames_dir.glob("*.jpg"):  # an earlier analysis with other settings
+        stale.unlink()
     records: list[dict[str, Any]] = []
     kept_hashes: list[int] = []
     shot = 0
