@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from video_testkit import SIZE, patches
 
 from pathgen.config import VideoConfig
 from pathgen.video.classify import ColourClassifier
@@ -16,8 +17,6 @@ from pathgen.video.shots import ShotDetector
 from pathgen.video.stable import StableRuns
 from pathgen.video.stage import run_video
 from pathgen.video.synth import Scene, desktop_screen, histology_screen, text_screen, write_srt, write_video
-
-from .conftest import SIZE, patches
 
 
 def test_shot_cuts_fall_on_screen_changes(lecture) -> None:
