@@ -212,6 +212,15 @@ class ExportConfig(_Section):
         default_factory=list, description="audit flags whose pairs are left out (RUN/audit/flags.parquet)"
     )
 
+    @field_validator("drop_flags", mode="before")
+    @classmethod
+    def _known_flags(cls, value: Any) -> Any:
+        """``blur,pen`` or a list; every name must be an audit flag (a typo must not drop nothing)."""
+        from pathgen.audit.flags import check_flags
+
+        names = value.split(",") if isinstance(value, str) else value
+        return check_flags(names) if isinstance(names, list | tuple) else names
+
 
 REFUSAL_PHRASES = (
     "i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "unable to provide",
