@@ -2,7 +2,9 @@
 // textContent only (never innerHTML), so a caption holding HTML shows as text.
 "use strict";
 
-const state = { list: [], pos: 0, pair: null, zoom: 1 };
+// `shown` counts show() calls: only the latest one may paint, and the page says which pair it
+// shows only once that pair is loaded, so a key never acts on the pair before.
+const state = { list: [], pos: 0, pair: null, zoom: 1, shown: 0, busy: false };
 const $ = (id) => document.getElementById(id);
 
 function setText(id, text) { $(id).textContent = text == null ? "" : String(text); }
@@ -52,9 +54,10 @@ async function loadList(keepTile) {
 
 async function show() {
   const item = state.list[state.pos];
-  setText("position", state.list.length ? `pair ${state.pos + 1} / ${state.list.length}` : "no pair matches");
-  if (!item) { state.pair = null; return; }
+  const ticket = ++state.shown;
+  if (!item) { state.pair = null; setText("position", "no pair matches"); return; }
   const p = await api(`/api/pair/${item.index}`);
+  if (ticket !== state.shown) return;  // a later show() superseded this one
   state.pair = p;
   $("patch").src = `/image/patch/${p.index}.jpg`;
   $("context").src = `/image/context/${p.index}.jpg`;
@@ -82,6 +85,7 @@ async function show() {
   $("edit").value = p.review_caption || p.caption;
   setStatus(p.status, p.reviewer);
   setText("message", "");
+  setText("position", `pair ${state.pos + 1} / ${state.list.length}`);
 }
 
 function setStatus(status, reviewer) {
@@ -92,11 +96,12 @@ function setStatus(status, reviewer) {
 
 async function decide(decision) {
   const p = state.pair;
-  if (!p) return;
+  if (!p || state.busy) return;
   const reviewer = $("reviewer").value.trim();
   if (!reviewer) { setText("message", "enter your name as reviewer first"); $("reviewer").focus(); return; }
   const body = { tile_id: p.tile_id, decision, reviewer };
   if (decision === "edit") body.caption = $("edit").value;
+  state.busy = true;
   try {
     const r = await api("/api/decision", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -107,6 +112,8 @@ async function decide(decision) {
     await loadList(next ? next.tile_id : p.tile_id);
   } catch (err) {
     setText("message", err.message);
+  } finally {
+    state.busy = false;
   }
 }
 
