@@ -239,7 +239,9 @@ class AuditConfig(_Section):
     blur_max_laplacian_var: float = Field(
         100.0, ge=0, description="blur: variance of the Laplacian (grey, tissue pixels) below this"
     )
-    pen_max_fraction: float = Field(0.02, ge=0, le=1, description="pen: share of marker-ink pixels above this")
+    pen_max_fraction: float = Field(
+        0.02, ge=0, le=1, description="pen: share of marker-ink pixels above this"
+    )
     background_max_fraction: float = Field(
         0.5, ge=0, le=1, description="background: share of bright unsaturated pixels above this"
     )

@@ -77,7 +77,9 @@ def test_audit_flags_the_planted_patches_only(planted):
     result = CliRunner().invoke(app, ["audit", str(run)])
     assert result.exit_code == 0, result.output
     rows = {r["tile_id"]: r for r in pq.read_table(run / "audit" / "flags.parquet").to_pylist()}
-    assert set(rows) == set(tiles) and all(r["error"] is None and r["source"] == "shard" for r in rows.values())
+    assert set(rows) == set(tiles) and all(
+        r["error"] is None and r["source"] == "shard" for r in rows.values()
+    )
     assert "blur" in rows[tiles[0]]["flags"] and rows[tiles[0]]["flag_blur"]
     assert "pen" in rows[tiles[1]]["flags"] and rows[tiles[1]]["flag_pen"]
     assert "blur" not in rows[tiles[1]]["flags"] and "pen" not in rows[tiles[0]]["flags"]

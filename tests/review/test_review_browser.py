@@ -11,12 +11,12 @@ from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
 import pytest
+from review_testkit import HTML_CAPTION, review_run, serving
 from typer.testing import CliRunner
 
 from browser import CHROMIUM, needs_chromium
 from pathgen.cli import app
 from pathgen.review.app import create_app
-from review_testkit import HTML_CAPTION, review_run, serving
 
 EDITED = "Sheets of atypical squamous cells with keratin pearls in a desmoplastic stroma, reviewed by hand."
 
@@ -119,4 +119,7 @@ def test_review_in_chromium_then_export(run_to_review, tmp_path):
     assert (metas[tiles[1]]["reviewed"], metas[tiles[1]]["caption"]) == (True, EDITED)
     assert all(metas[t]["reviewed"] is False and metas[t]["reviewer"] == "" for t in tiles[3:])
     card = (run / "export" / "README.md").read_text()
-    assert "review_rejected | 1" in card and "3 pairs reviewed by 1 reviewer(s): 1 accept, 1 edit, 1 reject" in card
+    assert (
+        "review_rejected | 1" in card
+        and "3 pairs reviewed by 1 reviewer(s): 1 accept, 1 edit, 1 reject" in card
+    )

@@ -20,15 +20,21 @@ import numpy as np
 _WORD = re.compile(r"[a-z][a-z\-]+")
 # Words too common in pathology prose to show that a caption repeats the report.
 STOPWORDS = frozenset(
-    """about above after again also among and any are around as at be been being both but by can
-    cells cell could did does each either few for from further had has have having here hence his her
-    however into its itself may might more most much must near neither nor not noted of off often on
-    once only other our out over own present same seen shows shown should some such than that the
-    their them then there these they this those through tissue to too under until upon very visible
-    was were what when where which while who whom whose why will with within without would image
-    patch slide section specimen features feature appears appear seen area areas region regions
-    consistent suggestive pattern""".split()
-)
+    (
+        "about", "above", "after", "again", "also", "among", "and", "any", "are", "around", "as", "at",
+        "be", "been", "being", "both", "but", "by", "can", "cells", "cell", "could", "did", "does",
+        "each", "either", "few", "for", "from", "further", "had", "has", "have", "having", "here",
+        "hence", "his", "her", "however", "into", "its", "itself", "may", "might", "more", "most",
+        "much", "must", "near", "neither", "nor", "not", "noted", "of", "off", "often", "on", "once",
+        "only", "other", "our", "out", "over", "own", "present", "same", "seen", "shows", "shown",
+        "should", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these",
+        "they", "this", "those", "through", "tissue", "to", "too", "under", "until", "upon", "very",
+        "visible", "was", "were", "what", "when", "where", "which", "while", "who", "whom", "whose",
+        "why", "will", "with", "within", "without", "would", "image", "patch", "slide", "section",
+        "specimen", "features", "feature", "appears", "appear", "area", "areas", "region", "regions",
+        "consistent", "suggestive", "pattern",
+    )
+)  # fmt: skip
 
 
 def words(text: str) -> list[str]:

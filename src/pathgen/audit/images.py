@@ -81,9 +81,7 @@ class PairImages:
         )  # fmt: skip
         return encode_jpeg(image, self.quality)
 
-    def get(
-        self, record: Mapping[str, Any], slide: Mapping[str, Any] | None
-    ) -> tuple[bytes | None, str]:
+    def get(self, record: Mapping[str, Any], slide: Mapping[str, Any] | None) -> tuple[bytes | None, str]:
         """``(jpeg, source)`` with source ``shard`` or ``slide``; raises when the slide read fails."""
         data = self.from_shard(str(record["tile_id"]))
         if data is not None:

@@ -58,8 +58,10 @@ def patch_metrics(image: object, analysis_size: int = 512) -> dict[str, float]:
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     hue, sat, val = hsv[..., 0], hsv[..., 1].astype(np.int16), hsv[..., 2].astype(np.int16)
     background = (val > 215) & (sat < 25)
-    inked = (sat > 60) & (val > 40) & (
-        ((hue >= _GREEN[0]) & (hue <= _GREEN[1])) | ((hue >= _BLUE[0]) & (hue <= _BLUE[1]))
+    inked = (
+        (sat > 60)
+        & (val > 40)
+        & (((hue >= _GREEN[0]) & (hue <= _GREEN[1])) | ((hue >= _BLUE[0]) & (hue <= _BLUE[1])))
     )
     black_ink = (val < 60) & (sat < 60)  # marker black is dark and grey; stain is dark and coloured
     dark = val < 80

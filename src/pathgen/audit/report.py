@@ -24,7 +24,8 @@ THUMB = 128
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:1200px;color:#222}
 h1{font-size:1.5rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}
+table{border-collapse:collapse;margin:.5rem 0}
+td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}
 .plots img{width:380px;margin:.3rem} .strip{display:flex;flex-wrap:wrap;gap:.4rem}
 .strip figure{margin:0;width:132px;font-size:.7rem} .strip img{width:128px;height:128px;display:block}
 .note{color:#666;font-size:.9rem}
@@ -150,6 +151,11 @@ def write_report(
         for site, found in sorted(summary["site_terms"].items())
     ]
     flag_rows = [[f, summary["by_flag"][f]] for f in FLAGS]
+    terms_html = (
+        _table(["site", "term (log-odds, captions)"], terms)
+        if terms
+        else '<p class="note">Needs captions from at least two TCGA sites.</p>'
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pathgen audit</title><style>{_STYLE}</style></head>
 <body>
@@ -165,7 +171,7 @@ Per-pair values: <code>flags.parquet</code>; thresholds: <code>summary.json</cod
 <h3>Per project</h3>{_table(["project", "pairs"], list(summary["projects"].items()))}
 <h3>Per tissue source site</h3>{_table(["site", "pairs"], list(summary["sites"].items()))}
 <h3>Most site-specific caption terms</h3>
-{_table(["site", "term (log-odds, captions)"], terms) if terms else '<p class="note">Needs captions from at least two TCGA sites.</p>'}
+{terms_html}
 <h2>Examples</h2>
 {_strips(rows, images, slides, cfg.examples)}
 </body></html>

@@ -12,6 +12,7 @@ nothing. Flag names are :data:`FLAGS`; ``pathgen export --drop-flag`` reads them
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pathgen.audit.caption_quality import near_duplicates, refusal_hits, unseen_findings, words
+from pathgen.audit.caption_quality import near_duplicates, refusal_hits, unseen_findings
 from pathgen.audit.flags import FLAGS
 from pathgen.audit.images import PairImages, decode
 from pathgen.audit.patch_quality import PATCH_METRICS, patch_metrics
@@ -58,10 +59,8 @@ def _export_image_settings(run: RunDir) -> tuple[int, int]:
 
     cfg = ExportConfig()
     if run.config.exists():
-        try:
+        with contextlib.suppress(ValueError, FileNotFoundError):
             cfg = RunConfig.from_yaml(run.config).export
-        except (ValueError, FileNotFoundError):
-            pass
     return cfg.image_size, cfg.jpeg_quality
 
 
@@ -106,7 +105,9 @@ def _measure_batch(
     ok = [r for r in rows if r["error"] is None]
     if ok:
         feats = encoder.encode_images(pil, batch_size=cfg.batch_size)
-        texts = encoder.encode_texts([str(b["caption"]) for b, r in zip(batch, rows, strict=True) if r["error"] is None])
+        texts = encoder.encode_texts(
+            [str(b["caption"]) for b, r in zip(batch, rows, strict=True) if r["error"] is None]
+        )
         for row, f, t in zip(ok, feats, texts, strict=True):
             row["alignment"] = float(np.dot(f, t))
             row["_feature"] = f
@@ -133,7 +134,9 @@ def _caption_rows(
                 "n_words": len(caption.split()),
                 "n_tokens": count_tokens(caption),
                 "refusal": refusal_hits(caption, cfg.refusal_phrases),
-                "unseen_findings": unseen_findings(caption, str(record.get("description") or ""), findings[sid]),
+                "unseen_findings": unseen_findings(
+                    caption, str(record.get("description") or ""), findings[sid]
+                ),
                 "project": (str(slide.get("project") or "").strip() or None),
                 "site": barcode.site if barcode else None,
                 "patient": barcode.patient if barcode else None,
@@ -200,7 +203,8 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
             measured[result.index] = result.value
         else:
             measured[result.index] = [
-                {"tile_id": str(p["tile_id"]), "error": result.error, "source": None} for p in batches[result.index]
+                {"tile_id": str(p["tile_id"]), "error": result.error, "source": None}
+                for p in batches[result.index]
             ]
     rows = [r for batch in measured for r in batch or []]
     for row, record, extra in zip(rows, pairs, _caption_rows(pairs, slides, cfg), strict=True):
@@ -211,7 +215,9 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
     n_low = math.ceil(cfg.misaligned_fraction * len(aligned)) if cfg.misaligned_fraction > 0 else 0
     for r in sorted(aligned, key=lambda r: r["alignment"])[:n_low]:
         r["_lowest"] = True
-    for i, j, _sim in near_duplicates([r["caption"] for r in rows], cfg.near_duplicate_jaccard, seed=cfg.seed):
+    for i, j, _sim in near_duplicates(
+        [r["caption"] for r in rows], cfg.near_duplicate_jaccard, seed=cfg.seed
+    ):
         rows[j].setdefault("duplicate_of", rows[i]["tile_id"])  # the first one stays unflagged
     for r in rows:
         r["flags"] = _flags(r, cfg)

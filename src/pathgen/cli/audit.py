@@ -40,7 +40,8 @@ def audit(
     """Flag pairs (blur, pen ink, background, folds, JPEG blocking; misaligned, duplicate, short,
     long, refusal and report-leaking captions), score site shortcuts, write RUN/audit/report.html.
 
-    Then `pathgen export RUN --drop-flag blur,pen` leaves flagged pairs out. Example: `pathgen audit runs/demo`.
+    Then `pathgen export RUN --drop-flag blur,pen` leaves flagged pairs out.
+    Example: `pathgen audit runs/demo`.
     """
     from pydantic import ValidationError
 

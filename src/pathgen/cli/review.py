@@ -36,7 +36,11 @@ def review(
     if not run.is_dir():
         raise fail(f"run directory not found: {run}")
     try:
-        base = RunConfig.from_yaml(run / "config.yaml").review if (run / "config.yaml").exists() else ReviewConfig()
+        base = (
+            RunConfig.from_yaml(run / "config.yaml").review
+            if (run / "config.yaml").exists()
+            else ReviewConfig()
+        )
         cfg = with_options(base, host=host, port=port)
     except (ValidationError, ValueError) as exc:
         raise fail(f"bad configuration: {exc}") from exc

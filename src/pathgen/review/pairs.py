@@ -31,7 +31,13 @@ class Pair:
     flags: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
-        return {"tile_id": self.tile_id, "slide_id": self.slide_id, "x": self.x, "y": self.y, "size": self.size}
+        return {
+            "tile_id": self.tile_id,
+            "slide_id": self.slide_id,
+            "x": self.x,
+            "y": self.y,
+            "size": self.size,
+        }
 
 
 def load_pairs(run: RunDir) -> tuple[list[Pair], dict[str, dict[str, Any]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 
 TOKEN_ENV = "PATHGEN_REVIEW_TOKEN"
 MIN_TOKEN = 16
