@@ -98,6 +98,7 @@ def test_audit_flags_the_planted_patches_only(planted):
     report = (run / "audit" / "report.html").read_text()
     assert 'id="flag-blur"' in report and 'id="flag-pen"' in report and "data:image/png;base64," in report
     assert report.count("data:image/jpeg;base64,") >= 3  # example strips
+    assert "random weights" in report and summary["encoder"] == "tiny"  # the demo embeds with tiny
 
     again = CliRunner().invoke(app, ["audit", str(run)])
     assert again.exit_code == 0 and "up to date" in again.output

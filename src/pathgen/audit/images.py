@@ -89,6 +89,19 @@ class PairImages:
         return self.from_slide(record, slide), "slide"
 
 
+def export_image_settings(run: RunDir) -> tuple[int, int]:
+    """``(image_size, jpeg_quality)`` of the run's export settings (the config's, else defaults)."""
+    import contextlib
+
+    from pathgen.config import ExportConfig, RunConfig
+
+    cfg = ExportConfig()
+    if run.config.exists():
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            cfg = RunConfig.from_yaml(run.config).export
+    return cfg.image_size, cfg.jpeg_quality
+
+
 def decode(jpeg: bytes) -> Any:
     """RGB PIL image of JPEG bytes."""
     from PIL import Image

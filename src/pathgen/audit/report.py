@@ -151,6 +151,12 @@ def write_report(
         for site, found in sorted(summary["site_terms"].items())
     ]
     flag_rows = [[f, summary["by_flag"][f]] for f in FLAGS]
+    random_note = (
+        "<strong>The alignment encoder has random weights: alignment scores and the misaligned flag "
+        "mean nothing; give a trained encoder (<code>--encoder</code>).</strong> "
+        if summary.get("encoder_random")
+        else ""
+    )
     terms_html = (
         _table(["site", "term (log-odds, captions)"], terms)
         if terms
@@ -162,7 +168,7 @@ def write_report(
 <h1>pathgen audit</h1>
 <p>{summary["pairs"]} pairs from {summary["slides"]} slides; {summary["flagged"]} flagged;
 {summary["failed"]} could not be measured. Alignment encoder: <code>{html.escape(summary["encoder"])}</code>.
-Per-pair values: <code>flags.parquet</code>; thresholds: <code>summary.json</code> and the
+{random_note}Per-pair values: <code>flags.parquet</code>; thresholds: <code>summary.json</code> and the
 <code>audit:</code> section of the config.</p>
 <h2>Flags</h2>{_table(["flag", "pairs"], flag_rows)}
 <div class="plots">{"".join(f'<img src="{p}" alt="plot">' for p in plots)}</div>

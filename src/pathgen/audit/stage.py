@@ -12,7 +12,6 @@ nothing. Flag names are :data:`FLAGS`; ``pathgen export --drop-flag`` reads them
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 
 from pathgen.audit.caption_quality import near_duplicates, refusal_hits, unseen_findings
 from pathgen.audit.flags import FLAGS
-from pathgen.audit.images import PairImages, decode
+from pathgen.audit.images import PairImages, decode, export_image_settings
 from pathgen.audit.patch_quality import PATCH_METRICS, patch_metrics
 from pathgen.audit.shortcuts import parse_barcode, site_leakage, site_terms
 from pathgen.config import AuditConfig, dump_section
@@ -52,16 +51,6 @@ def resolve_encoder(run: RunDir, cfg: AuditConfig) -> str:
         except (ValueError, FileNotFoundError):
             pass
     return "tiny"
-
-
-def _export_image_settings(run: RunDir) -> tuple[int, int]:
-    from pathgen.config import ExportConfig, RunConfig
-
-    cfg = ExportConfig()
-    if run.config.exists():
-        with contextlib.suppress(ValueError, FileNotFoundError):
-            cfg = RunConfig.from_yaml(run.config).export
-    return cfg.image_size, cfg.jpeg_quality
 
 
 def _pairs(run: RunDir) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -192,7 +181,7 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
     from pathgen.models.encoders import load_encoder
 
     encoder = load_encoder(spec, device=cfg.device)
-    size, quality = _export_image_settings(run)
+    size, quality = export_image_settings(run)
     images = PairImages(run, size, quality)
     batches = [pairs[i : i + cfg.batch_size] for i in range(0, len(pairs), cfg.batch_size)]
     measured: list[list[dict[str, Any]] | None] = [None] * len(batches)
@@ -230,12 +219,15 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
     sited = [r for r in rows if r.get("site")]
     terms = site_terms([r["caption"] for r in sited], [r["site"] for r in sited])
     by_flag = Counter(f for r in rows for f in r["flags"])
+    from pathgen.models.encoders import has_random_weights
+
     summary = {
         "pairs": len(rows),
         "flagged": sum(1 for r in rows if r["flags"]),
         "by_flag": {f: by_flag.get(f, 0) for f in FLAGS},
         "failed": sum(1 for r in rows if r["error"]),
         "encoder": spec,
+        "encoder_random": has_random_weights(spec),  # then alignment (and its flag) mean nothing
         "leakage": leakage,
         "site_terms": {s: [list(t) for t in v] for s, v in terms.items()},
         "projects": dict(Counter(r["project"] or "(none)" for r in rows).most_common()),
@@ -244,7 +236,8 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
         "thresholds": dump_section(cfg),
     }
     _write(out, rows, summary, images, slides, cfg)
-    result = {**{k: summary[k] for k in ("pairs", "flagged", "by_flag", "failed", "leakage")},
+    keys = ("pairs", "flagged", "by_flag", "failed", "leakage", "encoder", "encoder_random")
+    result = {**{k: summary[k] for k in keys},
               "up_to_date": False, "out": str(out)}  # fmt: skip
     run.mark_stage(STAGE, fp, result)
     return result

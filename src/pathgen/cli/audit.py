@@ -76,6 +76,11 @@ def audit(
         )
     else:
         console.print(f"site leakage: not computed ({leak.get('note')})")
+    if summary.get("encoder_random"):
+        console.print(
+            f"[yellow]the alignment encoder {summary['encoder']} has random weights:[/] alignment and "
+            "the misaligned flag mean nothing; give a trained one with --encoder"
+        )
     if summary.get("failed"):
         console.print(f"[yellow]{summary['failed']} pair(s) could not be measured[/] (column `error`)")
     console.print(f"flags: {run / 'audit' / 'flags.parquet'}   report: {run / 'audit' / 'report.html'}")

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pathgen.audit.images import PairImages
+from pathgen.audit.images import PairImages, export_image_settings
 from pathgen.review.pairs import Pair, load_pairs
 from pathgen.review.store import ReviewStore, check_decision
 from pathgen.rundir import RunDir
@@ -70,7 +70,7 @@ def create_app(run_root: str | Path, token: str | None = None, context_length: i
     pairs, slides = load_pairs(run)
     by_id = {p.tile_id: p for p in pairs}
     store = ReviewStore(reviews_path(run.root))
-    images = PairImages(run)
+    images = PairImages(run, *export_image_settings(run))
     app = FastAPI(title="pathgen review", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -97,7 +97,9 @@ def create_app(run_root: str | Path, token: str | None = None, context_length: i
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'"
+            # data: images and inline styles for the self-contained audit report (it has no scripts)
+            "default-src 'self'; img-src 'self' data:; script-src 'self'; "
+            "style-src 'self' 'unsafe-inline'; object-src 'none'"
         )
         return response
 
