@@ -26,6 +26,8 @@ def test_near_duplicates_find_a_light_rewording_among_real_captions(captions):
     found = near_duplicates([*base, reworded], threshold=0.8)
     assert (17, 200) in [(i, j) for i, j, _ in found]
     assert all(s >= 0.8 for *_, s in found) and len(found) < 5  # distinct real captions are not
+    same = near_duplicates(["Tumour  cells.", "x y z w", "tumour cells."] * 3)
+    assert [(i, j) for i, j, _ in same if i == 0] == [(0, 2), (0, 3), (0, 5), (0, 6), (0, 8)]
 
 
 def test_refusals_and_report_findings():

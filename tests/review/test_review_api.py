@@ -58,6 +58,7 @@ def test_token_is_required_on_every_route(reviewed):
 def test_guards_without_token(reviewed):
     run, tiles = reviewed
     client = TestClient(create_app(run), base_url=LOCAL)
+    before = len(ReviewStore(reviews_path(run)).all())
     assert TestClient(create_app(run), base_url="http://evil.example").get("/").status_code == 403
     body = {"tile_id": tiles[0], "decision": "accept", "reviewer": "Dr X"}
     assert (
@@ -70,7 +71,7 @@ def test_guards_without_token(reviewed):
     assert client.post("/api/decision", json={**body, "tile_id": "nope:0:0:1"}).status_code == 404
     long = client.post("/api/decision", json={**body, "decision": "edit", "caption": "tumour " * 90})
     assert long.status_code == 422 and "CLIP tokens" in long.json()["detail"]
-    assert not reviews_path(run).exists()  # nothing refused was written
+    assert len(ReviewStore(reviews_path(run)).all()) == before  # nothing refused was written
     for path in ("/files/%2e%2e/config.yaml", "/files/export/../journal.sqlite", "/image/context/99.jpg"):
         assert client.get(path).status_code == 404, path
     assert client.get("/image/context/0.jpg").headers["content-type"] == "image/jpeg"
@@ -121,3 +122,45 @@ def test_an_edit_over_the_context_is_cut_and_marked(tmp_path):
     assert cut["caption"].startswith("Dense lymphocytic infiltrate.")
     assert short["caption"] == "Glandular epithelium with mucin." and short["status"] == "ok"
     assert (untouched["reviewed"], untouched["reviewer"], untouched["caption"]) == (False, None, "agent")
+
+
+def test_the_command_serves_the_app(reviewed, monkeypatch):
+    """`pathgen review RUN --port P` as a user runs it: the page and the pairs answer on 127.0.0.1."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from review_testkit import free_port
+
+    run, tiles = reviewed
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("PATHGEN_REVIEW_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pathgen.cli", "review", str(run), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pairs", timeout=2) as res:
+                    listed = json.load(res)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        proc.stdout.read().decode() if proc.stdout else "no output"
+                    ) from None
+                time.sleep(0.2)
+        assert [p["tile_id"] for p in listed["pairs"]] == tiles
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as res:
+            assert b'<script src="/static/app.js"' in res.read()
+    finally:
+        proc.terminate()
+        proc.wait(10)

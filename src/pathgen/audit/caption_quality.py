@@ -76,25 +76,39 @@ def near_duplicates(
     texts: Sequence[str], threshold: float = 0.8, num_perm: int = 64, bands: int = 16, seed: int = 0
 ) -> list[tuple[int, int, float]]:
     """Pairs ``(i, j, jaccard)`` (i < j) of texts whose word 3-gram Jaccard similarity is at least
-    ``threshold``; candidates from MinHash LSH, each confirmed with the exact Jaccard."""
+    ``threshold``; candidates from MinHash LSH, each confirmed with the exact Jaccard.
+
+    Texts identical up to case and spacing are grouped first (each pairs with its group's first
+    text) and only the first of a group is hashed: a boilerplate caption repeated 10^5 times would
+    otherwise fill one LSH bucket with 10^10 candidate pairs.
+    """
     if num_perm % bands:
         raise ValueError("num_perm must be a multiple of bands")
-    sets = [_shingles(t) for t in texts]
+    first_of: dict[str, int] = {}
+    out: list[tuple[int, int, float]] = []
+    unique: list[int] = []
+    for i, t in enumerate(texts):
+        norm = " ".join(str(t or "").lower().split())
+        if norm in first_of:
+            out.append((first_of[norm], i, 1.0))
+        else:
+            first_of[norm] = i
+            unique.append(i)
+    sets = {i: _shingles(texts[i]) for i in unique}
     rng = np.random.default_rng(seed)
     prime = np.uint64((1 << 61) - 1)
     a = rng.integers(1, 1 << 31, num_perm, dtype=np.uint64)
     b = rng.integers(0, 1 << 31, num_perm, dtype=np.uint64)
     rows = num_perm // bands
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for i, s in enumerate(sets):
-        if not s:
+    for i in unique:
+        if not sets[i]:
             continue
-        x = np.fromiter(s, dtype=np.uint64)
+        x = np.fromiter(sets[i], dtype=np.uint64)
         sig = ((np.outer(x, a) + b) % prime).min(axis=0)
         for band in range(bands):
             buckets[(band, sig[band * rows : (band + 1) * rows].tobytes())].append(i)
     seen: set[tuple[int, int]] = set()
-    out = []
     for members in buckets.values():
         for pos, i in enumerate(members):
             for j in members[pos + 1 :]:
