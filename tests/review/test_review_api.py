@@ -124,8 +124,11 @@ def test_an_edit_over_the_context_is_cut_and_marked(tmp_path):
     assert (untouched["reviewed"], untouched["reviewer"], untouched["caption"]) == (False, None, "agent")
 
 
+@pytest.mark.slow
 def test_the_command_serves_the_app(reviewed, monkeypatch):
-    """`pathgen review RUN --port P` as a user runs it: the page and the pairs answer on 127.0.0.1."""
+    """`pathgen review RUN --port P` as a user runs it: the page and the pairs answer on 127.0.0.1.
+
+    Slow: a fresh interpreter imports torch and open_clip (the CLIP tokenizer) before it listens."""
     import json
     import os
     import subprocess

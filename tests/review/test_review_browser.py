@@ -68,6 +68,8 @@ def test_review_in_chromium_then_export(run_to_review, tmp_path):
             # the patch and its slide context are real JPEGs
             page.wait_for_function("() => document.getElementById('context').naturalWidth > 0")
             assert page.evaluate("document.getElementById('patch').naturalWidth") == 672
+            page.click("#zoom")  # the patch zooms where it is clicked
+            assert "scale(3)" in page.eval_on_selector("#patch", "e => e.style.transform")
 
             page.reload()
             expect(page.locator("#position")).to_have_text(f"pair 1 / {len(tiles)}")

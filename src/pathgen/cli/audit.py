@@ -65,7 +65,9 @@ def audit(
         raise fail(str(exc)) from exc
     if summary.get("up_to_date"):
         console.print(f"[bold]up to date[/]: {run / 'audit'} already holds this audit; nothing changed")
-    rows = [{"flag": k, "pairs": v} for k, v in summary["by_flag"].items()]
+    from pathgen.audit.flags import FLAGS
+
+    rows = [{"flag": f, "pairs": summary["by_flag"].get(f, 0)} for f in FLAGS]
     console.print(summary_table(f"audit: {summary['pairs']} pairs, {summary['flagged']} flagged", rows,
                                 ["flag", "pairs"]))  # fmt: skip
     leak = summary["leakage"]

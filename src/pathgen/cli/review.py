@@ -51,8 +51,10 @@ def review(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     url = f"http://{cfg.host}:{cfg.port}/" + ("?token=<your token>" if secret else "")
-    console.print(f"review app for {run}: {url}   (Ctrl+C stops it)")
     try:
-        serve(str(run), cfg.host, cfg.port, secret)
+        serve(
+            str(run), cfg.host, cfg.port, secret,
+            on_ready=lambda: console.print(f"review app for {run}: {url}   (Ctrl+C stops it)"),
+        )  # fmt: skip
     except FileNotFoundError as exc:
         raise fail(str(exc)) from exc

@@ -68,6 +68,7 @@ def create_app(run_root: str | Path, token: str | None = None, context_length: i
 
     run = RunDir(run_root)
     pairs, slides = load_pairs(run)
+    count_tokens("warm up")  # loads the CLIP tokenizer now, not on the first reviewer's first pair
     by_id = {p.tile_id: p for p in pairs}
     store = ReviewStore(reviews_path(run.root))
     images = PairImages(run, *export_image_settings(run))

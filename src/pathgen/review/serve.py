@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 
 TOKEN_ENV = "PATHGEN_REVIEW_TOKEN"
 MIN_TOKEN = 16
@@ -44,11 +45,15 @@ def resolve_token(host: str, token: str | None) -> str | None:
     return token
 
 
-def serve(run_root: str, host: str, port: int, token: str | None) -> None:
-    """Run the app until Ctrl+C (uvicorn)."""
+def serve(
+    run_root: str, host: str, port: int, token: str | None, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Run the app until Ctrl+C (uvicorn); ``on_ready`` is called once the app is built."""
     import uvicorn
 
     from pathgen.review.app import create_app
 
     app = create_app(run_root, token=token)
+    if on_ready is not None:
+        on_ready()
     uvicorn.run(app, host=host, port=port, log_level="warning")
