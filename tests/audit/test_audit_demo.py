@@ -117,8 +117,19 @@ def test_export_drops_flagged_pairs(planted):
     assert "audit_blur | 1" in card and "audit_pen | 1" in card and "audit flags dropped**: blur, pen" in card
 
 
-def test_drop_flag_needs_an_audit(demo_run_template, tmp_path):
+def test_drop_flag_needs_an_audit_and_the_audit_reads_slides_without_an_export(demo_run_template, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(demo_run_template, run)
+    shutil.rmtree(run / "export")
     result = CliRunner().invoke(app, ["export", str(run), "--drop-flag", "pen"])
     assert result.exit_code == 2 and "pathgen audit" in " ".join(result.output.split())
+    assert not (run / "export").exists()
+
+    from pathgen.audit.stage import audit_stage
+    from pathgen.config import AuditConfig
+    from pathgen.rundir import RunDir
+
+    summary = audit_stage(RunDir(run), AuditConfig())
+    rows = pq.read_table(run / "audit" / "flags.parquet").to_pylist()
+    assert summary["pairs"] == len(rows) == 8 and summary["failed"] == 0
+    assert all(r["source"] == "slide" and r["laplacian_var"] > 100 for r in rows)
