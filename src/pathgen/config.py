@@ -263,6 +263,7 @@ class AuditConfig(_Section):
         default_factory=lambda: list(REFUSAL_PHRASES), description="refusal: phrases (case-insensitive)"
     )
     probe_folds: int = Field(5, ge=2, description="cross-validation folds of the site-leakage probe")
+    probe_max_pairs: int = Field(20000, gt=1, description="TCGA pairs (random sample) the site probe uses")
     examples: int = Field(8, ge=0, description="example patches per flag in report.html")
     batch_size: int = Field(32, gt=0, description="pairs per encoder batch")
     device: str | None = Field(None, description="encoder device; None picks cuda when available")

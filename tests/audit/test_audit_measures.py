@@ -68,6 +68,12 @@ def test_site_leakage_probe_against_chance(crc_patches):
     assert leak["chance"] == 0.5 and leak["accuracy"] >= 0.85 and leak["lift"] >= 1.7
     unrelated = ["A2", "BH"] * len(images)  # each site gets half the shifted patches
     assert site_leakage(x, unrelated, folds=4)["accuracy"] <= 0.7
+    # by patient: each original and its shifted copy stand for a different patient of its site
+    patients = [f"A2-{i % 4}" for i in range(len(images))] + [f"BH-{i % 4}" for i in range(len(images))]
+    grouped = site_leakage(x, sites, folds=4, groups=patients)
+    assert grouped["split"] == "patient" and grouped["accuracy"] >= 0.85
+    single = site_leakage(x, sites, folds=4, groups=["A2-0"] * len(images) + ["BH-0"] * len(images))
+    assert single["split"] == "patch" and "one patient" in single["note"]
     one = site_leakage(x, ["A2"] * len(x))
     assert one["accuracy"] is None and "two" in one["note"]
 

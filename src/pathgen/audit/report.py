@@ -142,7 +142,8 @@ def write_report(
         leak_text = (
             f"Linear probe predicting the tissue source site from image features: accuracy "
             f"{leak['accuracy']:.3f} vs chance {leak['chance']:.3f} (lift {leak['lift']:.2f}x; "
-            f"{leak['sites']} sites, {leak['n']} patches, {leak['folds']}-fold CV)."
+            f"{leak['sites']} sites, {leak['n']} patches, {leak['folds']}-fold CV by {leak['split']}). "
+            f"{leak.get('note') or ''}"
         )
     else:
         leak_text = f"Site-leakage score not computed: {leak.get('note')} ({leak['n']} TCGA patches)."

@@ -39,19 +39,26 @@ def parse_barcode(slide_id: str) -> Barcode | None:
 
 
 def site_leakage(
-    features: np.ndarray, sites: Sequence[str], folds: int = 5, seed: int = 0
+    features: np.ndarray,
+    sites: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, float | int | str | None]:
     """Cross-validated accuracy of a logistic-regression probe predicting ``sites`` from features.
 
-    Returns ``{accuracy, chance, lift, sites, n, folds, note}``; ``accuracy`` is None (with a note)
-    when there are fewer than two sites or too few patches per site for ``folds`` splits.
+    With ``groups`` (the patient of each patch) and at least two patients at every site, folds keep
+    a patient's patches together (``split: patient``): otherwise the probe could score by
+    recognising the slide rather than the site. Else folds are by patch (``split: patch``, noted).
+    Returns ``{accuracy, chance, lift, sites, n, folds, split, note}``; ``accuracy`` is None (with
+    a note) when there are fewer than two sites or fewer than two patches at some site.
     """
     labels = np.asarray([str(s) for s in sites])
     counts = Counter(labels.tolist())
     n = len(labels)
     result: dict[str, float | int | str | None] = {
         "accuracy": None, "chance": None, "lift": None, "sites": len(counts), "n": n, "folds": 0,
-        "note": "",
+        "split": None, "note": "",
     }  # fmt: skip
     if len(counts) < 2:
         result["note"] = "needs patches from at least two TCGA sites"
@@ -65,16 +72,26 @@ def site_leakage(
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 
+    split, cv, cv_groups = "patch", StratifiedKFold(k, shuffle=True, random_state=seed), None
+    if groups is not None:
+        patients = np.asarray([str(g) for g in groups])
+        per_site = min(len(set(patients[labels == s])) for s in counts)
+        if per_site >= 2:
+            k = min(k, per_site)
+            split, cv_groups = "patient", patients
+            cv = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        else:
+            result["note"] = "folds by patch (a site has one patient): recognising the slide inflates this"
     x = np.asarray(features, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     probe = LogisticRegression(C=1.0, max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        scores = cross_val_score(probe, x, labels, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+        scores = cross_val_score(probe, x, labels, groups=cv_groups, cv=cv)
     acc = float(np.mean(scores))
-    result.update(accuracy=acc, lift=acc / float(result["chance"]), folds=k)
+    result.update(accuracy=acc, lift=acc / float(result["chance"]), folds=k, split=split)
     return result
 
 

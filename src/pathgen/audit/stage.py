@@ -75,6 +75,7 @@ def _measure_batch(
     slides: Mapping[str, Mapping[str, Any]],
     encoder: Any,
     cfg: AuditConfig,
+    probe: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Pixels measures, image and caption embeddings of a batch; a failed read is that pair's error."""
     rows: list[dict[str, Any]] = []
@@ -99,7 +100,8 @@ def _measure_batch(
         )
         for row, f, t in zip(ok, feats, texts, strict=True):
             row["alignment"] = float(np.dot(f, t))
-            row["_feature"] = f
+            if row["tile_id"] in probe:  # kept only for the site probe's sample (memory)
+                row["_feature"] = f.astype(np.float16)
     return rows
 
 
@@ -157,6 +159,23 @@ def _flags(row: Mapping[str, Any], cfg: AuditConfig) -> list[str]:
     return out
 
 
+def _probe_sample(
+    pairs: Sequence[Mapping[str, Any]], slides: Mapping[str, Mapping[str, Any]], cfg: AuditConfig
+) -> frozenset[str]:
+    """The TCGA pairs whose image features the site probe uses: all, or a seeded random
+    ``probe_max_pairs`` of them (features of 10^6 pairs would not fit in memory, nor need to)."""
+    sited = [
+        str(p["tile_id"])
+        for p in pairs
+        if parse_barcode(str(p["slide_id"]))
+        or parse_barcode(str((slides.get(str(p["slide_id"])) or {}).get("file_id") or ""))
+    ]
+    if len(sited) > cfg.probe_max_pairs:
+        rng = np.random.default_rng(cfg.seed)
+        sited = [sited[i] for i in rng.choice(len(sited), cfg.probe_max_pairs, replace=False)]
+    return frozenset(sited)
+
+
 def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = None) -> dict[str, Any]:
     """Write ``RUN/audit/``; returns ``{pairs, flagged, by_flag, failed, up_to_date, leakage, out}``."""
     pairs, slides = _pairs(run)
@@ -181,11 +200,12 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
     from pathgen.models.encoders import load_encoder
 
     encoder = load_encoder(spec, device=cfg.device)
+    probe = _probe_sample(pairs, slides, cfg)
     size, quality = export_image_settings(run)
     images = PairImages(run, size, quality)
     batches = [pairs[i : i + cfg.batch_size] for i in range(0, len(pairs), cfg.batch_size)]
     measured: list[list[dict[str, Any]] | None] = [None] * len(batches)
-    fn = partial(_measure_batch, images=images, slides=slides, encoder=encoder, cfg=cfg)
+    fn = partial(_measure_batch, images=images, slides=slides, encoder=encoder, cfg=cfg, probe=probe)
     runner = executor or LocalExecutor(workers=2)
     for result in runner.map(fn, batches, label="audit: pairs", resources=Resources(mode="thread")):
         if result.ok:
@@ -214,7 +234,7 @@ def audit_stage(run: RunDir, cfg: AuditConfig, *, executor: Executor | None = No
     with_site = [r for r in rows if r.get("site") and r.get("_feature") is not None]
     leakage = site_leakage(
         np.stack([r["_feature"] for r in with_site]) if with_site else np.zeros((0, 1)),
-        [r["site"] for r in with_site], cfg.probe_folds, cfg.seed,
+        [r["site"] for r in with_site], cfg.probe_folds, cfg.seed, [r["patient"] for r in with_site],
     )  # fmt: skip
     sited = [r for r in rows if r.get("site")]
     terms = site_terms([r["caption"] for r in sited], [r["site"] for r in sited])
