@@ -80,3 +80,19 @@ def unlabeled_patches(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def pathgen_captions(shared_data: Path) -> Path:
     return _need(shared_data / "captions" / "pathgen-1.6m-sample.json")
+
+
+@pytest.fixture(scope="session")
+def demo_run_template(slides_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `pathgen demo` run (tiny models, real sample slides), made once per session.
+
+    Read-only by convention: a test that changes a run copies it first (``shutil.copytree``).
+    """
+    from typer.testing import CliRunner
+
+    from pathgen.cli import app
+
+    out = tmp_path_factory.mktemp("demo-template") / "run"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--slides", str(slides_dir)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -208,6 +208,73 @@ class ExportConfig(_Section):
     workers: int = Field(
         0, ge=0, description="shards written at once by the local executor (threads); 0 = CPUs, at most 8"
     )
+    drop_flags: list[str] = Field(
+        default_factory=list, description="audit flags whose pairs are left out (RUN/audit/flags.parquet)"
+    )
+
+    @field_validator("drop_flags", mode="before")
+    @classmethod
+    def _known_flags(cls, value: Any) -> Any:
+        """``blur,pen`` or a list; every name must be an audit flag (a typo must not drop nothing)."""
+        from pathgen.audit.flags import check_flags
+
+        names = value.split(",") if isinstance(value, str) else value
+        return check_flags(names) if isinstance(names, list | tuple) else names
+
+
+REFUSAL_PHRASES = (
+    "i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "unable to provide",
+    "unable to determine", "cannot be determined", "not possible to determine", "i apologize",
+    "language model", "without further information", "please consult", "lorem ipsum",
+)  # fmt: skip
+
+
+class AuditConfig(_Section):
+    """`pathgen audit`: the thresholds that turn per-pair measures into flags (RUN/audit/)."""
+
+    encoder: str | None = Field(
+        None, description="image-caption encoder spec for alignment; None = the run's embed encoder"
+    )
+    analysis_size: int = Field(512, gt=31, description="side patches are resized to before measuring")
+    blur_max_laplacian_var: float = Field(
+        100.0, ge=0, description="blur: variance of the Laplacian (grey, tissue pixels) below this"
+    )
+    pen_max_fraction: float = Field(
+        0.02, ge=0, le=1, description="pen: share of marker-ink pixels above this"
+    )
+    background_max_fraction: float = Field(
+        0.5, ge=0, le=1, description="background: share of bright unsaturated pixels above this"
+    )
+    fold_max_dark_fraction: float = Field(
+        0.15, ge=0, le=1, description="fold: share of very dark pixels above this"
+    )
+    jpeg_max_blockiness: float = Field(
+        1.6, gt=0, description="jpeg: 8x8-grid jump / in-block jump above this (1 = no blocking)"
+    )
+    misaligned_fraction: float = Field(
+        0.05, ge=0, le=1, description="misaligned: this share of pairs with the lowest alignment score"
+    )
+    near_duplicate_jaccard: float = Field(
+        0.8, gt=0, le=1, description="near_duplicate: word 3-gram Jaccard of two captions at least this"
+    )
+    min_words: int = Field(15, ge=0, description="short: captions with fewer words")
+    max_tokens: int = Field(77, gt=0, description="long: captions with more CLIP tokens")
+    refusal_phrases: list[str] = Field(
+        default_factory=lambda: list(REFUSAL_PHRASES), description="refusal: phrases (case-insensitive)"
+    )
+    probe_folds: int = Field(5, ge=2, description="cross-validation folds of the site-leakage probe")
+    probe_max_pairs: int = Field(20000, gt=1, description="TCGA pairs (random sample) the site probe uses")
+    examples: int = Field(8, ge=0, description="example patches per flag in report.html")
+    batch_size: int = Field(32, gt=0, description="pairs per encoder batch")
+    device: str | None = Field(None, description="encoder device; None picks cuda when available")
+    seed: int = 0
+
+
+class ReviewConfig(_Section):
+    """`pathgen review`: where the review app listens."""
+
+    host: str = Field("127.0.0.1", description="address to bind; any other than loopback needs a token")
+    port: int = Field(8765, ge=0, le=65535)
 
 
 class ExecutorConfig(_Section):
@@ -299,6 +366,8 @@ class RunConfig(_Section):
     select: SelectConfig = Field(default_factory=SelectConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
 

@@ -7,7 +7,21 @@ libraries (torch, open_clip, transformers) inside the command bodies so that `--
 
 from __future__ import annotations
 
-from pathgen.cli import caption, embed, evaluate, export, ingest, pipeline, plan, select, tile, train, video  # noqa: F401  (registers the commands)
+from pathgen.cli import (  # noqa: F401  (registers the commands)
+    audit,
+    caption,
+    embed,
+    evaluate,
+    export,
+    ingest,
+    pipeline,
+    plan,
+    review,
+    select,
+    tile,
+    train,
+    video,
+)
 from pathgen.cli.app import app
 
 __all__ = ["app", "main"]

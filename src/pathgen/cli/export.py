@@ -71,6 +71,11 @@ def export(
         help="shards written at once (local executor); 0 = CPUs, at most 8 "
         + config_default("export", "workers"),
     ),
+    drop_flag: str | None = typer.Option(
+        None,
+        "--drop-flag",
+        help="leave out pairs `pathgen audit` flagged with any of these, e.g. blur,pen,refusal",
+    ),
     config: Path | None = typer.Option(
         None, help="YAML run config; its `export:` section is used \\[default: RUN/config.yaml if present]"
     ),
@@ -98,7 +103,7 @@ def export(
         exec_cfg = executor_config(whole, executor, ray_address)
         cfg = with_options(
             base, image_size=image_size, jpeg_quality=jpeg_quality, samples_per_shard=samples_per_shard,
-            gallery_max_items=gallery_max_items, workers=workers,
+            gallery_max_items=gallery_max_items, workers=workers, drop_flags=drop_flag,
         )  # fmt: skip
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc

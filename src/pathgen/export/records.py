@@ -104,6 +104,8 @@ def build_meta(record: Mapping[str, Any], slide: Mapping[str, Any], image_size: 
         "flags": [str(f) for f in record.get("flags") or []],
         "models": _by_agent(record.get("models")),
         "prompt_versions": _by_agent(record.get("prompt_versions")),
+        "reviewed": bool(record.get("reviewed", False)),  # by a person in `pathgen review`
+        "reviewer": _str_or_none(record.get("reviewer")),
     }
 
 

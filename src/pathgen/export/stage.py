@@ -62,6 +62,7 @@ def _nothing_exported(errors: list[dict[str, Any]], skipped: Mapping[str, int], 
 
 def _digest_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("tile_id", "slide_id", "x", "y", "size", "caption", "description", "revision", "status")
+    keys += ("reviewed", "reviewer")
     out = {k: record.get(k) for k in keys}
     out.update({k: record.get(k) for k in ("flags", "models", "prompt_versions")})
     return out
@@ -109,12 +110,18 @@ def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = 
     run.require(run.journal, "caption")
     slides = slide_rows(run.slides)
     kept, skipped = select_records(load_caption_records(run), slides)
+    from pathgen.review.curate import curate  # the audit's drops and the reviewers' decisions
+
+    curated = curate(run.root, kept, drop_flags=cfg.drop_flags)
+    kept, card_extra = curated.records, curated.card
+    skipped.update(curated.skipped)
     used = sorted({str(r["slide_id"]) for r in kept})
     fp = fingerprint(
         STAGE,
         EXPORT_SCHEMA,
         {k: v for k, v in dump_section(cfg).items() if k != "workers"},  # workers never change bytes
         [_digest_fields(r) for r in kept],
+        card_extra,
         {s: file_identity(slides[s]["path"]) for s in used},
         {s: {k: slides[s].get(k) for k in ("mpp", "project", "file_id")} for s in used},
     )
@@ -158,7 +165,7 @@ def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = 
             title=f"pathgen dataset: {run.root.name}",
             page_size=cfg.gallery_page_size,
             skipped=failed,
-            extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})"},
+            extra={"image size": f"{cfg.image_size} px JPEG (quality {cfg.jpeg_quality})", **card_extra},
             released=True,
         )
         write_json(staging / "errors.json", errors)
