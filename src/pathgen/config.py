@@ -271,7 +271,7 @@ class RunConfig(_Section):
         if isinstance(slides, str):
             slides = [slides]
         if isinstance(slides, list):
-            data["slides"] = [s if is_sample_spec(s) else str(_resolve(base, s)) for s in slides]
+            data["slides"] = [s if _kept_as_written(s) else str(_resolve(base, s)) for s in slides]
         if data.get("out"):
             data["out"] = str(_resolve(base, data["out"]))
         return cls.model_validate(data)
@@ -304,6 +304,13 @@ def section_model(name: str) -> type[BaseModel]:
     if name not in sections:
         raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
     return sections[name]
+
+
+def _kept_as_written(slide: Any) -> bool:
+    """``pathgen:sample`` and URLs (``s3://bucket/slides/``) are not paths relative to the config."""
+    from pathgen.storage import is_url
+
+    return is_sample_spec(slide) or is_url(slide)
 
 
 def _resolve(base: Path, value: str) -> Path:
