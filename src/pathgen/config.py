@@ -208,6 +208,22 @@ class ExportConfig(_Section):
     workers: int = Field(
         0, ge=0, description="shards written at once by the local executor (threads); 0 = CPUs, at most 8"
     )
+    upload_to: str | None = Field(
+        None,
+        description="fsspec URL (s3://bucket/prefix) the finished export is uploaded to; credentials "
+        "and endpoint come from the environment (AWS_*), never from the config",
+    )
+
+    @field_validator("upload_to")
+    @classmethod
+    def _a_url_without_credentials(cls, value: str | None) -> str | None:
+        from pathgen.storage import check_url, is_url
+
+        if value is None or not value.strip():
+            return None
+        if not is_url(value):
+            raise ValueError(f"upload_to must be a URL such as s3://bucket/prefix, got {value!r}")
+        return check_url(value.strip())
 
 
 class ExecutorConfig(_Section):
