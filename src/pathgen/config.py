@@ -103,6 +103,12 @@ class SelectConfig(_Section):
     dedup_threshold: float = Field(
         0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates"
     )
+    dedup_faiss_above: int | None = Field(
+        200_000,
+        ge=1,
+        description="selected tiles from which the run-wide near-duplicate pass searches with faiss "
+        "(when installed: the `faiss` extra); None = always numpy",
+    )
     prompts: Path | None = Field(None, description="YAML/JSON file adding or replacing attribute prompts")
     replace_prompts: bool = False
     seed: int = 0
