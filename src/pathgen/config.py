@@ -104,10 +104,10 @@ class SelectConfig(_Section):
         0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates"
     )
     dedup_faiss_above: int | None = Field(
-        200_000,
+        None,
         ge=1,
         description="selected tiles from which the run-wide near-duplicate pass searches with faiss "
-        "(when installed: the `faiss` extra); None = always numpy",
+        "(when installed: the `faiss` extra); None = numpy always (faster on 2 cores: benchmarks/dedup.py)",
     )
     prompts: Path | None = Field(None, description="YAML/JSON file adding or replacing attribute prompts")
     replace_prompts: bool = False

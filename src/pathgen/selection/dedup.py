@@ -18,9 +18,11 @@ top tile is never dropped. Cost is ``n * cell_size * d`` flops: linear in ``n``.
 
 From ``faiss_above`` tiles (``select.dedup_faiss_above``) and when faiss is installed (extra
 ``faiss``), the same inverted-file search runs in faiss instead (:func:`faiss_pairs`: an
-``IndexIVFFlat`` on inner products, a range search at the threshold), several times faster
-than numpy on large selected sets; every pair it finds is resolved by the same greedy rule, so on
-sets where its probes cover every cell the result is the exact one.
+``IndexIVFFlat`` on inner products, a range search at the threshold); every pair it finds is
+resolved by the same greedy rule, so on sets where its probes cover every cell the result is the
+exact one. It is off by default: faiss scans cells query by query, while the numpy search above
+does blocked matrix products, and on 2 cores numpy was ~5x faster (``benchmarks/dedup.py``); on
+many cores faiss's query parallelism may win, which is what the setting is for.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def near_duplicate_filter(
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
     if faiss_above is not None and n >= faiss_above and faiss_available():
-        a, b = faiss_pairs(x, threshold, seed=seed, cell_size=cell_size, nprobe=max(nprobe, 4))
+        a, b = faiss_pairs(x, threshold, seed=seed, cell_size=cell_size, nprobe=nprobe)
         keep = np.ones(n, bool)
         _resolve_pairs(a, b, rank, keep, dup_of)
         return keep, dup_of
