@@ -18,6 +18,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from pathgen.redact import redact
+
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 LOCAL_SCHEMES = frozenset({"file", "local"})
 
@@ -72,9 +74,9 @@ def url_problem(url: str) -> str | None:
     except StorageError as exc:
         return str(exc)
     except PermissionError as exc:
-        return f"access denied ({exc}); credentials come from the environment (AWS_*, fsspec config)"
+        return redact(f"access denied ({exc}); credentials come from the environment (AWS_*, fsspec config)")
     except Exception as exc:  # a botocore/network error: say which, it is the user's to fix
-        return f"cannot reach it: {type(exc).__name__}: {exc}"
+        return redact(f"cannot reach it: {type(exc).__name__}: {exc}")  # stored in slides.parquet
     return None
 
 

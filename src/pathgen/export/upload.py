@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pathgen.export.dataset import MARKER
+from pathgen.redact import redact
 from pathgen.rundir import atomic_write
 from pathgen.storage import filesystem
 
@@ -120,7 +121,7 @@ def upload_dataset(local: Path, url: str, state: Path) -> dict[str, Any]:
             try:
                 _put(fs, local / name, f"{root}/{name}", protocol)
             except Exception as exc:  # one file's failure is its row; the next run retries it
-                errors.append({"file": name, "error": f"{type(exc).__name__}: {exc}"})
+                errors.append({"file": name, "error": redact(f"{type(exc).__name__}: {exc}")})
                 bar.advance(name, failed=True)
                 continue
             ledger[name] = _identity(local / name)
@@ -133,7 +134,9 @@ def upload_dataset(local: Path, url: str, state: Path) -> dict[str, Any]:
             ledger.pop(name, None)
             result["deleted"] += 1
         except Exception as exc:
-            errors.append({"file": name, "error": f"cannot delete stale object: {type(exc).__name__}: {exc}"})
+            errors.append(
+                {"file": name, "error": redact(f"cannot delete stale object: {type(exc).__name__}: {exc}")}
+            )
     save()
     result.update(failed=len(errors), errors=errors, complete=not errors)
     return result
@@ -154,5 +157,5 @@ def upload_problem(url: str) -> str | None:
         if bucket and not fs.exists(bucket):
             return f"the bucket {bucket!r} does not exist (or the credentials cannot see it)"
     except Exception as exc:
-        return f"cannot reach {url}: {type(exc).__name__}: {exc}"
+        return redact(f"cannot reach {url}: {type(exc).__name__}: {exc}")
     return None
