@@ -114,12 +114,12 @@ def test_embed_reads_tiles_from_the_recorded_url(bucket: Bucket, cmu_small: Path
     bucket.put(cmu_small, "e/a.svs")
     local_slide = tmp_path / "a.svs"
     local_slide.write_bytes(cmu_small.read_bytes())
-    cfg = SMALL.model_copy(update={"size": 448, "reader": "tiffslide"})
+    cfg = SMALL.model_copy(update={"size": 672, "reader": "tiffslide"})
     runs = {"remote": bucket.url("e/a.svs"), "local": str(local_slide)}
     embed = EmbedConfig(encoder="tiny", workers=0, batch_size=8, device="cpu")
     for name, slide in runs.items():
         tile_stage([slide], RunDir(tmp_path / name), cfg)
         summary = embed_stage(RunDir(tmp_path / name), embed)
-        assert summary["done"] == 1 and summary["failed"] == 0 and summary["n_tiles"] > 5
+        assert summary["done"] == 1 and summary["failed"] == 0 and summary["n_tiles"] > 3
     remote = (tmp_path / "remote" / "embeddings" / "a.npy").read_bytes()
     assert remote == (tmp_path / "local" / "embeddings" / "a.npy").read_bytes()
