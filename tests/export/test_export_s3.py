@@ -110,6 +110,11 @@ def test_upload_destination_is_checked_before_work(bucket: Bucket, base_run: Pat
     with pytest.raises(ExportError, match="does not exist"):
         export_stage(run, cfg)
     assert not run.export.exists()
+    bucket.put(base_run / "slides.parquet", "mine/notes.parquet")
+    cfg = CFG.model_copy(update={"upload_to": bucket.url("mine")})
+    with pytest.raises(ExportError, match=r"did not write \(notes\.parquet\)"):
+        export_stage(run, cfg)  # a prefix with someone else's objects is never written into
+    assert bucket.keys("mine") == {"notes.parquet": (base_run / "slides.parquet").stat().st_size}
     with pytest.raises(ValueError, match="URL"):
         ExportConfig(upload_to="/local/folder")
     with pytest.raises(ValueError, match="credentials"):

@@ -12,7 +12,8 @@ upload is a separate, resumable step:
   it was uploaded from; an object whose ledger entry matches the local file and whose size in the
   bucket is right is skipped (the export hard-links unchanged shards, so they keep their mtime);
 - objects pathgen uploaded earlier that the new export no longer has (fewer shards) are deleted;
-  nothing else under the prefix is touched.
+  a prefix holding objects whose names are not a dataset's is refused before any work
+  (:func:`upload_problem`), as a local folder with foreign files is.
 
 Credentials come from the environment (see :mod:`pathgen.storage`), never from run files. A file
 that fails to upload is an error row; the mark is then not uploaded and the next run retries.
@@ -26,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pathgen.export.dataset import MARKER
+from pathgen.export.dataset import DATASET_ENTRIES, MARKER
 from pathgen.redact import redact
 from pathgen.rundir import atomic_write
 from pathgen.storage import filesystem
@@ -156,6 +157,14 @@ def upload_problem(url: str) -> str | None:
     try:
         if bucket and not fs.exists(bucket):
             return f"the bucket {bucket!r} does not exist (or the credentials cannot see it)"
+        names = {key.split("/", 1)[0] for key in _remote_sizes(fs, root.rstrip("/"))}
     except Exception as exc:
         return redact(f"cannot reach {url}: {type(exc).__name__}: {exc}")
+    foreign = sorted(n for n in names if n not in DATASET_ENTRIES and not n.endswith(".partial"))
+    if foreign:  # the upload replaces and deletes objects under the prefix: only a dataset's own
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        return (
+            f"the prefix holds objects pathgen did not write ({shown}); an export replaces what is "
+            "under its prefix, so choose a new or empty prefix"
+        )
     return None
