@@ -150,3 +150,6 @@ def test_export_cli_uploads_with_out_url(bucket: Bucket, base_run: Path, tmp_pat
     assert MARKER in bucket.keys("cli")
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "elsewhere")])
     assert result.exit_code == 2 and "URL" in result.output
+    released = ["export", "--from-pathgen-json", str(run / "slides.parquet"), "--slides", str(tmp_path)]
+    result = CliRunner().invoke(app, [*released, "--out", bucket.url("x")])
+    assert result.exit_code == 2 and "not a URL" in result.output

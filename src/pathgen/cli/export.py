@@ -131,6 +131,10 @@ def export(
         raise fail(f"bad configuration: {exc}") from exc
 
     if from_pathgen_json is not None:
+        from pathgen.storage import is_url
+
+        if is_url(out):  # not yet: the materialised dataset is written to a folder
+            raise fail("--from-pathgen-json writes to a local or shared folder: give --out a path, not a URL")
         _materialise(from_pathgen_json, slides, Path(out) if out else None, patch_size, cfg, exec_cfg)
         return
     if run is None:
