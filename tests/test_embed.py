@@ -146,3 +146,41 @@ def test_an_unreadable_tile_is_a_zero_row_and_selection_skips_it(run):
     assert tiles[bad]["tile_id"] not in chosen
     # every position is still represented (the copy's bad tile has a twin in CMU-1-Small-Region)
     assert {t.split(":", 1)[1] for t in chosen} == {t["tile_id"].split(":", 1)[1] for t in tiles}
+
+
+def test_windows_of_one_slide_write_the_bytes_of_one_window(run, tmp_path, monkeypatch):
+    """Slides stream through in windows (only a window's grids in memory): the bytes do not change."""
+    import pathgen.embed as embed_module
+
+    whole = embed_stage(run, CFG)
+    arrays = {sid: (run.embeddings / f"{sid}.npy").read_bytes() for sid in ("CMU-1-Small-Region", "copy")}
+    other = RunDir(tmp_path / "windows")
+    shutil.copytree(run.root, other.root, ignore=shutil.ignore_patterns("embeddings", ".pathgen"))
+    monkeypatch.setattr(embed_module, "WINDOW_TILES", 1)
+    windows = embed_module._windows(
+        [{"slide_id": s} for s in arrays], {s: whole["n_tiles"] // 2 for s in arrays}
+    )
+    assert [len(w) for w in windows] == [1, 1]
+    split = embed_stage(other, CFG)
+    assert split["done"] == 2 and split["n_tiles"] == whole["n_tiles"] and split["failed"] == 0
+    for sid, data in arrays.items():
+        assert (other.embeddings / f"{sid}.npy").read_bytes() == data
+    assert read_meta(other)["slides"] == read_meta(run)["slides"]
+
+
+def test_the_ray_chunk_table_holds_each_chunks_coordinates(run):
+    """The rows Ray Data reads are built from the grids' arrays (no per-tile Python objects)."""
+    from pathgen.embedding.plan import EmbedJob, SlideTiles
+    from pathgen.embedding.ray_data import chunk_table
+
+    a = SlideTiles("a", "s3://b/a.svs", "tiffslide", np.arange(5), np.arange(5) * 2, np.full(5, 448))
+    b = SlideTiles("b", "/b.svs", "auto", np.arange(3) + 100, np.arange(3), np.full(3, 224))
+    job = EmbedJob.build([a, b], batch_size=2)
+    table = chunk_table(job).to_pylist()
+    assert [r["chunk"] for r in table] == list(range(len(job.chunks))) and len(table) == 5
+    for row, chunk in zip(table, job.chunks, strict=True):
+        tiles = job.slides[chunk.slide]
+        assert row["path"] == tiles.path and row["reader"] == tiles.reader
+        assert row["x"] == tiles.x[chunk.start : chunk.stop].tolist()
+        assert row["y"] == tiles.y[chunk.start : chunk.stop].tolist()
+        assert row["size"] == tiles.size[chunk.start : chunk.stop].tolist()

@@ -103,6 +103,12 @@ class SelectConfig(_Section):
     dedup_threshold: float = Field(
         0.88, gt=0, le=1, description="cosine at or above which tiles are duplicates"
     )
+    dedup_faiss_above: int | None = Field(
+        None,
+        ge=1,
+        description="selected tiles from which the run-wide near-duplicate pass searches with faiss "
+        "(when installed: the `faiss` extra); None = numpy always (faster on 2 cores: benchmarks/dedup.py)",
+    )
     prompts: Path | None = Field(None, description="YAML/JSON file adding or replacing attribute prompts")
     replace_prompts: bool = False
     seed: int = 0
@@ -220,6 +226,23 @@ class ExportConfig(_Section):
 
         names = value.split(",") if isinstance(value, str) else value
         return check_flags(names) if isinstance(names, list | tuple) else names
+
+    upload_to: str | None = Field(
+        None,
+        description="fsspec URL (s3://bucket/prefix) the finished export is uploaded to; credentials "
+        "and endpoint come from the environment (AWS_*), never from the config",
+    )
+
+    @field_validator("upload_to")
+    @classmethod
+    def _a_url_without_credentials(cls, value: str | None) -> str | None:
+        from pathgen.storage import check_url, is_url
+
+        if value is None or not value.strip():
+            return None
+        if not is_url(value):
+            raise ValueError(f"upload_to must be a URL such as s3://bucket/prefix, got {value!r}")
+        return check_url(value.strip())
 
 
 REFUSAL_PHRASES = (
@@ -404,7 +427,7 @@ class RunConfig(_Section):
         if isinstance(slides, str):
             slides = [slides]
         if isinstance(slides, list):
-            data["slides"] = [s if is_sample_spec(s) else str(_resolve(base, s)) for s in slides]
+            data["slides"] = [s if _kept_as_written(s) else str(_resolve(base, s)) for s in slides]
         if data.get("out"):
             data["out"] = str(_resolve(base, data["out"]))
         return cls.model_validate(data)
@@ -437,6 +460,13 @@ def section_model(name: str) -> type[BaseModel]:
     if name not in sections:
         raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
     return sections[name]
+
+
+def _kept_as_written(slide: Any) -> bool:
+    """``pathgen:sample`` and URLs (``s3://bucket/slides/``) are not paths relative to the config."""
+    from pathgen.storage import is_url
+
+    return is_sample_spec(slide) or is_url(slide)
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -39,6 +39,12 @@ __all__ = ["TileDataset", "embed_stage", "embedding_path", "meta_path", "read_me
 STAGE = "embed"
 META_VERSION = 1
 _META_EVERY_S = 5.0
+#: Slides are embedded in windows of about this many tiles (whole slides, at least one): only a
+#: window's tile grids are in memory at once, however many tiles the run has. A window is a
+#: set of chunks like any other, so the bytes do not depend on it (a test uses tiny windows).
+#: Under Ray each window is one Ray Data execution, so its actor pool loads the encoder once a
+#: window: seconds against the minutes a GPU pool spends on 10^6 tiles.
+WINDOW_TILES = 1 << 20
 
 
 def meta_path(run: RunDir) -> Path:
@@ -92,12 +98,7 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
     fp = fingerprint(STAGE, META_VERSION, spec, tiles_identity(run), file_identity(run.slides))
     meta = read_meta(run)
     same_encoder = bool(meta) and meta.get("encoder") == spec and meta.get("version") == META_VERSION
-    grids = {s["slide_id"]: tiles.get(s["slide_id"]) for s in slides}
-    hashes = {
-        sid: tiles_hash(g["x"], g["y"], g["size"])
-        for sid, g in grids.items()
-        if g is not None and len(g["x"])
-    }
+    hashes, counts = _grid_hashes(tiles, [s["slide_id"] for s in slides])
 
     def is_done(sid: str) -> bool:
         rec = (meta or {}).get("slides", {}).get(sid)
@@ -117,8 +118,8 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
         run.mark_stage(STAGE, fp, summary)
         return {**summary, "up_to_date": True}
 
-    job = EmbedJob.build([_slide_tiles(s, grids[s["slide_id"]]) for s in todo], cfg.batch_size)
-    results, encoder, where = _runner(job, spec, cfg, executor)
+    runner = _runner(spec, cfg, executor)
+    encoder = runner.encoder
     if not same_encoder:
         meta = None
     meta = meta or {
@@ -132,14 +133,67 @@ def embed_stage(run: RunDir, cfg: EmbedConfig, *, executor: Executor | None = No
     }
     run.embeddings.mkdir(parents=True, exist_ok=True)
     write_json(meta_path(run), meta)
+    windows = _windows(todo, counts)
+    totals: dict[str, Any] = {}
     try:
-        result = _collect(run, job, results, encoder.dim, hashes, meta)
+        with _progress(todo, counts, cfg.batch_size) as bar:
+            for window in windows:  # one window's grids in memory at a time
+                job = EmbedJob.build([_slide_tiles(s, tiles[s["slide_id"]]) for s in window], cfg.batch_size)
+                result = _collect(run, job, runner.run(job), encoder.dim, hashes, meta, bar)
+                totals = _add(totals, result)
     finally:
         write_json(meta_path(run), meta)  # what was written stays recorded, even on a crash
-    summary = {**result, "skipped": skipped, "encoder": spec, "device": where}
+    summary = {**totals, "skipped": skipped, "encoder": spec, "device": runner.where}
     if summary["failed"] == 0:
         run.mark_stage(STAGE, fp, summary)
     return {**summary, "up_to_date": False}
+
+
+def _grid_hashes(
+    tiles: Mapping[str, dict[str, np.ndarray]], ids: list[str]
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Per slide with tiles: the hash of its grid and its tile count (one slide read at a time)."""
+    hashes: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for sid in ids:
+        grid = tiles.get(sid)
+        if grid is not None and len(grid["x"]):
+            hashes[sid] = tiles_hash(grid["x"], grid["y"], grid["size"])
+            counts[sid] = len(grid["x"])
+    return hashes, counts
+
+
+def _windows(todo: list[dict[str, Any]], counts: dict[str, int]) -> list[list[dict[str, Any]]]:
+    """``todo`` in order, cut into runs of whole slides of about :data:`WINDOW_TILES` tiles."""
+    windows: list[list[dict[str, Any]]] = []
+    size = 0
+    for slide in todo:
+        n = counts[slide["slide_id"]]
+        if not windows or size + n > WINDOW_TILES:
+            windows.append([])
+            size = 0
+        windows[-1].append(slide)
+        size += n
+    return [w for w in windows if w]
+
+
+def _progress(todo: list[dict[str, Any]], counts: dict[str, int], batch_size: int) -> Any:
+    """One progress display over every window's chunks."""
+    from pathgen.executors.progress import progress
+
+    chunks = sum(-(-counts[s["slide_id"]] // batch_size) for s in todo)
+    return progress("embedding", chunks)
+
+
+def _add(totals: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The summary of the windows so far plus one more."""
+    if not totals:
+        return result
+    out = {k: totals[k] + result[k] for k in ("done", "failed", "n_tiles", "bad_tiles", "seconds")}
+    out["seconds"] = round(out["seconds"], 2)
+    out["tiles_per_s"] = round(float(out["n_tiles"]) / max(out["seconds"], 1e-9), 1)
+    out["errors"] = {**totals["errors"], **result["errors"]}
+    return out
 
 
 def _slide_tiles(slide: dict[str, Any], grid: dict[str, np.ndarray]) -> SlideTiles:
@@ -147,34 +201,41 @@ def _slide_tiles(slide: dict[str, Any], grid: dict[str, np.ndarray]) -> SlideTil
     return SlideTiles(slide["slide_id"], path, reader, grid["x"], grid["y"], grid["size"])
 
 
-def _runner(
-    job: EmbedJob, spec: str, cfg: EmbedConfig, executor: Executor | None
-) -> tuple[Iterator[ChunkResult], Any, str]:
-    """The chunk results of ``job`` (lazily), an encoder to describe them, and where they run.
+class _Runner:
+    """How windows of chunks are embedded: ``run(job)`` yields chunk results; loaded once a stage."""
 
-    Under Ray the driver keeps a CPU copy of the encoder for its preprocessing and dimensions only;
-    the actors load their own. Locally every device loads one replica, and devices are checked
-    before any model loads (a typo fails at once).
+    def __init__(self, encoder: Any, where: str, run: Any) -> None:
+        self.encoder, self.where, self.run = encoder, where, run
+
+
+def _runner(spec: str, cfg: EmbedConfig, executor: Executor | None) -> _Runner:
+    """The runner of this stage's windows, and where it runs.
+
+    Under Ray the encoder's facts (dimension, input size, preprocessing) come from a Ray task, so
+    the driver never holds the model; the actors load their own. Locally every device loads one
+    replica, and devices are checked before any model loads (a typo fails at once).
     """
     from pathgen.models.encoders import load_encoder
 
     if executor is not None and executor.name == "ray":
-        from pathgen.embedding.ray_data import plan_actors, run_ray
+        from pathgen.embedding.ray_data import describe_encoder, plan_actors, run_ray
 
-        encoder = load_encoder(spec, device="cpu", precision="fp32")
-        n, gpu = plan_actors(executor.ensure(), cfg.actors)  # type: ignore[attr-defined]
-        results = run_ray(
-            job, executor, spec, cfg.precision, cfg.actors, encoder.image_size, encoder.preprocess
-        )
+        ray = executor.ensure()  # type: ignore[attr-defined]
+        n, gpu = plan_actors(ray, cfg.actors)
+        facts = describe_encoder(ray, spec)
+
+        def run(job: EmbedJob) -> Iterator[ChunkResult]:
+            return run_ray(job, executor, spec, cfg.precision, (n, gpu), facts.image_size, facts.preprocess)
+
         precision = cfg.precision or ("fp16" if gpu else "fp32")  # load_encoder's default on the actor
-        return results, encoder, f"ray: {n} {'GPU' if gpu else 'CPU'} actor(s) ({precision})"
+        return _Runner(facts, f"ray: {n} {'GPU' if gpu else 'CPU'} actor(s) ({precision})", run)
     from pathgen.embedding.devices import resolve_devices
     from pathgen.embedding.local import run_local
 
     devices = resolve_devices(cfg.device, cfg.devices)
     encoders = [load_encoder(spec, device=d, precision=cfg.precision) for d in devices]
     where = ",".join(devices) + f" ({encoders[0].precision})"
-    return run_local(job, encoders, cfg.workers), encoders[0], where
+    return _Runner(encoders[0], where, lambda job: run_local(job, encoders, cfg.workers))
 
 
 def _collect(
@@ -184,10 +245,9 @@ def _collect(
     dim: int,
     hashes: dict[str, str],
     meta: dict[str, Any],
+    bar: Any,
 ) -> dict[str, Any]:
     """Put chunk results in place per slide and write each slide the moment it is whole."""
-    from pathgen.executors.progress import progress
-
     errors_file = run.embeddings / "errors.json"
     try:
         errors: dict[str, Any] = json.loads(errors_file.read_text(encoding="utf-8"))
@@ -198,21 +258,20 @@ def _collect(
     last_meta = time.monotonic()
     t0 = time.perf_counter()
     try:
-        with progress("embedding", len(job.chunks)) as bar:
-            for result in results:
-                s = assembler.add(result)
-                bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
-                if s is None:
-                    continue
-                sid = job.slides[s].slide_id
-                buf, tile_errors = assembler.pop(s)
-                status = _finish(run, sid, buf, tile_errors, hashes[sid], meta, errors)
-                done += status == "done"
-                failed += status == "failed"
-                bad_total += len(tile_errors) if status == "done" else 0
-                if time.monotonic() - last_meta > _META_EVERY_S:
-                    write_json(meta_path(run), meta)
-                    last_meta = time.monotonic()
+        for result in results:
+            s = assembler.add(result)
+            bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
+            if s is None:
+                continue
+            sid = job.slides[s].slide_id
+            buf, tile_errors = assembler.pop(s)
+            status = _finish(run, sid, buf, tile_errors, hashes[sid], meta, errors)
+            done += status == "done"
+            failed += status == "failed"
+            bad_total += len(tile_errors) if status == "done" else 0
+            if time.monotonic() - last_meta > _META_EVERY_S:
+                write_json(meta_path(run), meta)
+                last_meta = time.monotonic()
     finally:
         close = getattr(results, "close", None)
         if close is not None:  # stop device threads or the Ray dataset now, not at garbage collection

@@ -231,6 +231,10 @@ def fingerprint(*parts: Any) -> str:
 
 def file_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Cheap identity of an input file (path, size, mtime) for stage fingerprints."""
+    from pathgen.storage import identity, is_url
+
+    if is_url(path):  # an object in storage: its size and ETag
+        return identity(str(path))
     p = Path(path)
     try:
         st = p.stat()

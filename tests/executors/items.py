@@ -28,3 +28,10 @@ def die_once(item: tuple[int, str]) -> int:
         marker.write_text("killed once")
         os._exit(1)
     return x + 100
+
+
+def native_threads(_: int) -> tuple[int, str | None]:
+    """OpenCV's thread count and OMP_NUM_THREADS as a worker sees them."""
+    import cv2
+
+    return cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from items import crash_on, die_once, square
+from items import crash_on, die_once, native_threads, square
 
 from pathgen.executors import ItemResult, make_executor
 from pathgen.executors.base import Resources
@@ -33,6 +33,21 @@ def test_local_crashed_worker_blames_only_its_item() -> None:
     got = _by_index(list(LocalExecutor().map(crash_on, items, label="t", workers=2)))
     assert got[2].error == CRASHED
     assert {i: r.value for i, r in got.items() if i != 2} == {0: 0, 1: 10, 3: 30, 4: 40}
+
+
+def test_pool_workers_share_the_cores_for_native_threads(monkeypatch) -> None:
+    """Two process workers: OpenCV in each uses its share of the cores, not every core."""
+    import os
+
+    import cv2
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = cv2.getNumThreads()
+    results = list(LocalExecutor().map(native_threads, [0, 1], label="t", workers=2))
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert sorted(r.value for r in results) == [(share, str(share))] * 2
+    inline = list(LocalExecutor().map(native_threads, [0], label="t", workers=1))
+    assert inline[0].value == (before, None)  # inline: the main process is left as it was
 
 
 def test_unknown_executor_lists_the_known_ones() -> None:

@@ -111,7 +111,7 @@ def _planted_duplicates(n: int, d: int, n_dup: int, seed: int = 0):
     return np.concatenate([base, dups]).astype(np.float16), src, np.arange(n, n + n_dup)
 
 
-@pytest.mark.parametrize("mode", ["exact", "cells"])
+@pytest.mark.parametrize("mode", ["exact", "cells", "faiss"])
 def test_planted_near_duplicates_are_removed(mode):
     x, src, dup = _planted_duplicates(3000, 64, 300)
     sims = _unit(x.astype(np.float32))
@@ -120,6 +120,9 @@ def test_planted_near_duplicates_are_removed(mode):
     rng = np.random.default_rng(1)
     order = rng.permutation(len(x))
     kw = {"exact_below": 10**9} if mode == "exact" else {"exact_below": 100, "cell_size": 256, "nprobe": 2}
+    if mode == "faiss":
+        pytest.importorskip("faiss", reason="the faiss extra is not installed")
+        kw = {"faiss_above": 1, "cell_size": 256}  # 12 cells, 4 probed: an approximate search
     keep, dup_of = near_duplicate_filter(x, order, 0.88, **kw)
     rank = np.empty(len(x), int)
     rank[order] = np.arange(len(x))
@@ -134,6 +137,27 @@ def test_planted_near_duplicates_are_removed(mode):
     s = k @ k.T
     np.fill_diagonal(s, 0)
     assert s.max() < 0.88
+
+
+def test_faiss_search_gives_the_exact_result_when_its_probes_cover_every_cell():
+    pytest.importorskip("faiss", reason="the faiss extra is not installed")
+    from pathgen.selection.dedup import faiss_pairs
+
+    x, _, _ = _planted_duplicates(2000, 32, 500, seed=4)
+    order = np.random.default_rng(3).permutation(len(x))
+    exact_keep, exact_dup = near_duplicate_filter(x, order, 0.9, exact_below=10**9)
+    keep, dup_of = near_duplicate_filter(x, order, 0.9, faiss_above=1000)  # 4 cells of 512, 4 probes
+    assert 0 < (~keep).sum() < len(x) and np.array_equal(keep, exact_keep)
+    unit = _unit(x.astype(np.float32))
+    gone = np.flatnonzero(~keep)
+    assert keep[dup_of[gone]].all()  # each dropped tile names a kept one it duplicates ...
+    assert ((unit[gone] * unit[dup_of[gone]]).sum(axis=1) >= 0.9 - 1e-3).all()
+    assert (exact_dup[gone] >= 0).all()
+    # below faiss_above the numpy path runs (same answer on this set)
+    small = near_duplicate_filter(x, order, 0.9, faiss_above=10**6, exact_below=10**9)
+    assert np.array_equal(small[0], exact_keep) and np.array_equal(small[1], exact_dup)
+    a, b = faiss_pairs(unit, 0.9, seed=0, cell_size=512, nprobe=4)
+    assert len(a) == len(b) and (a != b).all() and len(a) >= 2 * (~keep).sum()
 
 
 def test_dedup_is_deterministic_and_keeps_priority():

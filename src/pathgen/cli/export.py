@@ -19,6 +19,7 @@ from pathgen.cli.common import (
     with_options,
 )
 from pathgen.cli.defaults import config_default
+from pathgen.redact import redact
 
 
 def print_export_summary(summary: dict[str, Any], out: Path) -> None:
@@ -37,6 +38,17 @@ def print_export_summary(summary: dict[str, Any], out: Path) -> None:
     if summary.get("train_data"):
         console.print(f"open_clip_train --train-data '{summary['train_data']}'")
     console.print(f"dataset card: {out / 'README.md'}   gallery: {out / 'gallery.html'}")
+    upload = summary.get("upload")
+    if upload:
+        state = (
+            "complete" if upload["complete"] else f"INCOMPLETE ({upload['failed']} failed; re-run to resume)"
+        )
+        console.print(
+            f"uploaded to {upload['url']}: {upload['uploaded']} objects, {upload['skipped']} already there, "
+            f"{upload['deleted']} stale deleted: {state}"
+        )
+        for err in upload["errors"][:3]:
+            console.print(f"  {err['file']}: {redact(err['error'])}", highlight=False)
 
 
 @app.command("export", rich_help_panel=PIPELINE)
@@ -52,7 +64,13 @@ def export(
     slides: Path | None = typer.Option(
         None, help="folder of slides for --from-pathgen-json (found by wsi_id)"
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="output folder for --from-pathgen-json"),
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="output folder for --from-pathgen-json; with a RUN, a URL (s3://bucket/prefix) the export "
+        "is uploaded to (config: export.upload_to; credentials from the environment)",
+    ),
     patch_size: int = typer.Option(672, help="level-0 patch side of the released records"),
     image_size: int | None = typer.Option(
         None, help=f"side of the JPEG in the shards {config_default('export', 'image_size')}"
@@ -101,15 +119,29 @@ def export(
             whole = RunConfig.from_yaml(resolved)
         base = whole.export if whole is not None else ExportConfig()
         exec_cfg = executor_config(whole, executor, ray_address)
+        upload_to = out if run is not None and from_pathgen_json is None else None
+        if upload_to is not None:
+            from pathgen.storage import is_url
+
+            if not is_url(upload_to):
+                raise ValueError(
+                    f"--out with a run directory is a URL to upload the export to (s3://bucket/prefix), "
+                    f"got {upload_to!r}; the local export is always RUN/export"
+                )
         cfg = with_options(
             base, image_size=image_size, jpeg_quality=jpeg_quality, samples_per_shard=samples_per_shard,
             gallery_max_items=gallery_max_items, workers=workers, drop_flags=drop_flag,
+            upload_to=upload_to,
         )  # fmt: skip
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
 
     if from_pathgen_json is not None:
-        _materialise(from_pathgen_json, slides, out, patch_size, cfg, exec_cfg)
+        from pathgen.storage import is_url
+
+        if is_url(out):  # not yet: the materialised dataset is written to a folder
+            raise fail("--from-pathgen-json writes to a local or shared folder: give --out a path, not a URL")
+        _materialise(from_pathgen_json, slides, Path(out) if out else None, patch_size, cfg, exec_cfg)
         return
     if run is None:
         raise fail(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,35 @@ class EncoderActor:
         return {"chunk": batch["chunk"], "feats": _rows(feats), "errors": batch["errors"]}
 
 
+def chunk_table(job: EmbedJob) -> Any:
+    """The job's chunks as an Arrow table (chunk, path, reader, and x/y/size as list columns).
+
+    Built from the grids' numpy arrays without Python objects per tile: a list of dicts of
+    ``.tolist()`` coordinates costs ~30x the memory of the arrays on the driver.
+    """
+    import pyarrow as pa
+
+    flat, offsets = job.flat(), job.offsets()
+    starts = np.array([offsets[c.slide] + c.start for c in job.chunks], np.int64)
+    stops = np.array([offsets[c.slide] + c.stop for c in job.chunks], np.int64)
+    # the chunks of a job tile its slides in order, so list offsets are the starts plus the last stop
+    if len(starts) and not (np.array_equal(starts[1:], stops[:-1]) and starts[0] == 0):
+        raise ValueError("chunks must cover the job's tiles in order")
+    list_offsets = pa.array(np.append(starts, stops[-1:]) if len(starts) else np.zeros(1, np.int64))
+    slide = np.array([c.slide for c in job.chunks], np.int64)
+    paths = pa.array([s.path for s in job.slides], pa.string())
+    readers = pa.array([s.reader or "auto" for s in job.slides], pa.string())
+    columns = {
+        "chunk": pa.array(np.arange(len(job.chunks), dtype=np.int64)),
+        "path": paths.take(pa.array(slide)),
+        "reader": readers.take(pa.array(slide)),
+    }
+    for col in ("x", "y", "size"):
+        values = pa.array(np.asarray(flat[col], np.int64))
+        columns[col] = pa.LargeListArray.from_arrays(list_offsets, values)
+    return pa.table(columns)
+
+
 def _rows(arrays: list[np.ndarray]) -> np.ndarray:
     """A column of per-row arrays: stacked when shapes agree, else a ragged object column."""
     if len({a.shape for a in arrays}) == 1:
@@ -91,6 +121,29 @@ def _rows(arrays: list[np.ndarray]) -> np.ndarray:
     column = np.empty(len(arrays), object)
     column[:] = arrays
     return column
+
+
+@dataclass(frozen=True)
+class EncoderFacts:
+    """What the driver needs of the encoder (meta.json, tile reading) without holding the model."""
+
+    backend: str
+    dim: int
+    image_size: int
+    preprocess: Any
+
+
+def _facts(spec: str) -> EncoderFacts:
+    from pathgen.models.encoders import load_encoder
+
+    encoder = load_encoder(spec, device="cpu", precision="fp32")
+    return EncoderFacts(encoder.backend, int(encoder.dim), int(encoder.image_size), encoder.preprocess)
+
+
+def describe_encoder(ray: Any, spec: str) -> EncoderFacts:
+    """The encoder's facts, learnt by a Ray task: the model is loaded on a worker, not the driver
+    (a ViT-L is over a gigabyte the driver would hold for the whole stage for four numbers)."""
+    return ray.get(ray.remote(num_cpus=1)(_facts).remote(spec))
 
 
 def plan_actors(ray: Any, actors: int | None) -> tuple[int, bool]:
@@ -107,12 +160,15 @@ def run_ray(
     executor: Any,
     spec: str,
     precision: str | None,
-    actors: int | None,
+    pool: tuple[int, bool],
     image_size: int,
     preprocess: Any,
 ) -> Iterator[ChunkResult]:
-    """Embed every chunk of ``job`` on the Ray cluster of ``executor``; results in completion order."""
-    ray = executor.ensure()
+    """Embed every chunk of ``job`` on the Ray cluster of ``executor``; results in completion order.
+
+    ``pool``: (number of encoder actors, whether each takes a GPU), from :func:`plan_actors`.
+    """
+    executor.ensure()
     try:
         import ray.data as rd
     except ImportError as exc:  # Ray core without its data library
@@ -120,19 +176,8 @@ def run_ray(
 
         raise RuntimeError(INSTALL_HINT) from exc
 
-    n_actors, use_gpu = plan_actors(ray, actors)
-    rows = [
-        {
-            "chunk": k,
-            "path": job.slides[c.slide].path,
-            "reader": job.slides[c.slide].reader or "auto",
-            **{
-                col: getattr(job.slides[c.slide], col)[c.start : c.stop].tolist()
-                for col in ("x", "y", "size")
-            },
-        }
-        for k, c in enumerate(job.chunks)
-    ]
+    n_actors, use_gpu = pool
+    table = chunk_table(job)
     ctx = rd.DataContext.get_current()
     saved = {
         k: getattr(ctx, k) for k in ("enable_progress_bars", "print_on_execution_start") if hasattr(ctx, k)
@@ -140,8 +185,9 @@ def run_ray(
     for key in saved:  # pathgen shows the one progress display of every stage
         setattr(ctx, key, False)
     try:
-        blocks = max(1, min(len(rows), 4 * executor.parallelism()))
-        ds = rd.from_items(rows, override_num_blocks=blocks)
+        blocks = max(1, min(table.num_rows, 4 * executor.parallelism()))
+        step = -(-table.num_rows // blocks)
+        ds = rd.from_arrow([table.slice(i, step) for i in range(0, table.num_rows, step)])
         ds = ds.map_batches(
             read_chunk,
             batch_size=1,

@@ -8,6 +8,7 @@ slide or a lost worker must never stop a run of thousands (see ARCHITECTURE's fa
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -84,3 +85,31 @@ def error_text(exc: BaseException) -> str:
     """A one-line reason for a failed item (type and message, never a traceback)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def limit_native_threads(n: int) -> None:
+    """Cap the threads native libraries start in a worker process to its share of the CPUs.
+
+    Why: OpenCV (resize, tissue morphology) and torch start a thread per core in every process,
+    so two tile workers on two cores ran four-plus busy threads and got in each other's way (one
+    worker used ~1.16 cores; two gave 1.6x one). Called once a process by the executors' pools;
+    the main process (inline runs) keeps the libraries' defaults. Variables already set by the
+    user win; torch and numpy read theirs at import, so they are set before either loads.
+    """
+    import sys
+
+    n = max(1, int(n))
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, str(n))
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except ImportError:  # no OpenCV in this environment: nothing to cap
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, 
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from pathgen.executors.base import Executor, ItemResult, Resources, error_text
+from pathgen.executors.base import Executor, ItemResult, Resources, error_text, limit_native_threads
 from pathgen.executors.progress import progress
 
 T = TypeVar("T")
@@ -83,7 +83,10 @@ def _processes(fn: Callable[[T], R], items: Sequence[T], n: int) -> Iterator[Ite
 
     ctx = mp.get_context("spawn")
     crashed: list[int] = []
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+    share = max(1, (os.cpu_count() or 1) // n)  # each worker's share of the cores for native threads
+    with ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=limit_native_threads, initargs=(share,)
+    ) as pool:
         futures: dict[Future[Any], int] = {
             pool.submit(call_item, fn, i, item): i for i, item in enumerate(items)
         }
@@ -94,7 +97,9 @@ def _processes(fn: Callable[[T], R], items: Sequence[T], n: int) -> Iterator[Ite
                 crashed.append(futures[fut])
     for i in crashed:  # alone in a fresh process: a second crash is this item's fault
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(
+                max_workers=1, mp_context=ctx, initializer=limit_native_threads, initargs=(share,)
+            ) as pool:
                 yield pool.submit(call_item, fn, i, items[i]).result()
         except BrokenProcessPool:
             yield ItemResult(i, error=CRASHED)

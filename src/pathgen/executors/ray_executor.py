@@ -115,9 +115,20 @@ def _driver_path() -> str:
 
 
 def _apply(fn: Callable[[T], R], index: int, item: T) -> ItemResult[R]:
-    """The task body: the item's own failure comes back as a value (Ray would print a traceback)."""
+    """The task body: the item's own failure comes back as a value (Ray would print a traceback).
+
+    Native libraries get the task's CPUs as their thread count (OpenCV would take every core)."""
+    from pathgen.executors.base import limit_native_threads
     from pathgen.executors.local import call_item
 
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # not inside a Ray worker (a direct call): the process keeps its threads
+        cpus = None
+    if cpus:
+        limit_native_threads(int(cpus) or 1)
     return call_item(fn, index, item)
 
 

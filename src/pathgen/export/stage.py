@@ -119,16 +119,23 @@ def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = 
     fp = fingerprint(
         STAGE,
         EXPORT_SCHEMA,
-        {k: v for k, v in dump_section(cfg).items() if k != "workers"},  # workers never change bytes
+        # neither the workers nor where the export is uploaded change its bytes
+        {k: v for k, v in dump_section(cfg).items() if k not in ("workers", "upload_to")},
         [_digest_fields(r) for r in kept],
         card_extra,
         {s: file_identity(slides[s]["path"]) for s in used},
         {s: {k: slides[s].get(k) for k in ("mpp", "project", "file_id")} for s in used},
     )
     out = run.export
+    if cfg.upload_to:  # a destination that cannot be reached fails before any work
+        from pathgen.export.upload import upload_problem
+
+        problem = upload_problem(cfg.upload_to)
+        if problem:
+            raise ExportError(f"cannot upload the export to {cfg.upload_to}: {problem}")
     if run.stage_done(STAGE, fp) and dataset_complete(out, released=True):
         previous = (run.stage_status(STAGE) or {}).get("summary", {})
-        return {**previous, "done": 0, "up_to_date": True}
+        return _uploaded(run, cfg, {**previous, "done": 0, "up_to_date": True})
 
     check_dataset_folder(out)  # before reading a single patch
     if not kept:  # an empty dataset must never replace a good one
@@ -180,6 +187,15 @@ def export_stage(run: RunDir, cfg: ExportConfig, *, executor: Executor | None = 
         "out": str(Path(out)),
     }
     if sharded.failed_shards:  # not done: a rerun writes the export again, those shards included
-        return result
+        return result  # and an incomplete export is not uploaded
     run.mark_stage(STAGE, fp, result)
-    return result
+    return _uploaded(run, cfg, result)
+
+
+def _uploaded(run: RunDir, cfg: ExportConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """The finished export copied to ``cfg.upload_to`` (resumable; also when it was up to date)."""
+    if not cfg.upload_to:
+        return result
+    from pathgen.export.upload import upload_dataset
+
+    return {**result, "upload": upload_dataset(run.export, cfg.upload_to, run.state)}

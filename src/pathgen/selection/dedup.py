@@ -15,6 +15,14 @@ does), and compared with blocked matrix products:
 Duplicates at cosine 0.88 lie close together, so they share a cell or a neighbouring one. Pass 2
 only ever drops tiles, so no kept pair within a probe neighbourhood is a duplicate, and a group's
 top tile is never dropped. Cost is ``n * cell_size * d`` flops: linear in ``n``.
+
+From ``faiss_above`` tiles (``select.dedup_faiss_above``) and when faiss is installed (extra
+``faiss``), the same inverted-file search runs in faiss instead (:func:`faiss_pairs`: an
+``IndexIVFFlat`` on inner products, a range search at the threshold); every pair it finds is
+resolved by the same greedy rule, so on sets where its probes cover every cell the result is the
+exact one. It is off by default: faiss scans cells query by query, while the numpy search above
+does blocked matrix products, and on 2 cores numpy was ~5x faster (``benchmarks/dedup.py``); on
+many cores faiss's query parallelism may win, which is what the setting is for.
 """
 
 from __future__ import annotations
@@ -107,12 +115,14 @@ def near_duplicate_filter(
     cell_size: int = 512,
     nprobe: int = 2,
     exact_below: int = 8192,
+    faiss_above: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy near-duplicate removal.
 
     ``x``: (n, d) embeddings (any float dtype; normalised here); ``order``: row indices from
     highest to lowest priority. Returns ``keep`` (bool, n) and ``dup_of`` (int64, n: the kept
-    row that removed it, -1 for kept rows).
+    row that removed it, -1 for kept rows). ``faiss_above``: from this many rows, search the
+    pairs with faiss when it is installed (None: never).
     """
     n = len(x)
     keep = np.zeros(n, bool)
@@ -125,6 +135,11 @@ def near_duplicate_filter(
     x = _unit_rows(x)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
+    if faiss_above is not None and n >= faiss_above and faiss_available():
+        a, b = faiss_pairs(x, threshold, seed=seed, cell_size=cell_size, nprobe=nprobe)
+        keep = np.ones(n, bool)
+        _resolve_pairs(a, b, rank, keep, dup_of)
+        return keep, dup_of
     n_cells = 1 if n < exact_below else max(1, round(n / cell_size))
     probes = assign_cells(x, n_cells, nprobe, seed)
     home = probes[:, 0]
@@ -165,6 +180,49 @@ def near_duplicate_filter(
     if pairs_a:
         _resolve_pairs(np.concatenate(pairs_a), np.concatenate(pairs_b), rank, keep, dup_of)
     return keep, dup_of
+
+
+def faiss_available() -> bool:
+    """Whether faiss can be imported (the optional ``faiss`` extra)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def faiss_pairs(
+    x: np.ndarray, threshold: float, *, seed: int, cell_size: int, nprobe: int, block: int = 16384
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of distinct rows at cosine >= ``threshold`` that an IVF search finds, as (a, b).
+
+    Rows are unit-norm, so inner product is cosine. The coarse quantizer is trained on a seeded
+    sample (16 rows a cell), queries go in blocks so the result arrays stay small.
+    """
+    import faiss
+
+    n, d = x.shape
+    n_cells = max(1, n // max(1, cell_size))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, n_cells, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.niter = 6
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, size=min(n, 39 * n_cells), replace=False))  # faiss wants 39 a cell
+    index.train(np.ascontiguousarray(_f32(x[pick])))
+    for s in range(0, n, block):
+        index.add(np.ascontiguousarray(_f32(x[s : s + block])))
+    index.nprobe = min(nprobe, n_cells)
+    pairs_a: list[np.ndarray] = []
+    pairs_b: list[np.ndarray] = []
+    for s in range(0, n, block):
+        lims, _, found = index.range_search(np.ascontiguousarray(_f32(x[s : s + block])), float(threshold))
+        rows = np.repeat(np.arange(s, s + len(lims) - 1), np.diff(lims.astype(np.int64)))
+        other = found.astype(np.int64)
+        mask = other != rows
+        pairs_a.append(rows[mask])
+        pairs_b.append(other[mask])
+    return np.concatenate(pairs_a), np.concatenate(pairs_b)
 
 
 def _resolve_pairs(

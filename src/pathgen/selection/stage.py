@@ -233,7 +233,9 @@ def dedup_and_table(
     score = np.concatenate([p["score"] for p in parts]).astype(np.float32)
     order = priority_order(reason, score)
     stacked = vecs if isinstance(vecs, np.ndarray) else np.concatenate(vecs)
-    keep, _ = near_duplicate_filter(stacked, order, cfg.dedup_threshold, seed=cfg.seed)
+    keep, _ = near_duplicate_filter(
+        stacked, order, cfg.dedup_threshold, seed=cfg.seed, faiss_above=cfg.dedup_faiss_above
+    )
     removed: dict[str, int] = {}
     for sid in slide_col[~keep]:
         removed[sid] = removed.get(sid, 0) + 1

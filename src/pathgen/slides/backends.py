@@ -238,6 +238,10 @@ def sniff(path: str) -> str | None:
 
     Returns an error message, or None when the file may be a slide.
     """
+    from pathgen.storage import is_url
+
+    if is_url(path):
+        return _sniff_url(path)
     problem = stat_problem(path)
     if problem is not None:
         return problem
@@ -248,6 +252,28 @@ def sniff(path: str) -> str | None:
         return "empty file (0 bytes)"
     with open(path, "rb") as handle:
         head = handle.read(132)
+    return _sniff_head(path, size, head)
+
+
+def _sniff_url(url: str) -> str | None:
+    """:func:`sniff` for an object in storage: its size and first bytes, read through fsspec."""
+    from pathgen.storage import head as read_head
+    from pathgen.storage import url_problem
+
+    problem = url_problem(url)
+    if problem is not None:
+        return problem
+    try:
+        size, first = read_head(url, 132)
+    except Exception as exc:
+        return f"cannot read the object: {type(exc).__name__}: {exc}"
+    if size == 0:
+        return "empty file (0 bytes)"
+    return _sniff_head(url.split("?", 1)[0], size, first)
+
+
+def _sniff_head(path: str, size: int, head: bytes) -> str | None:
+    """The checks of :func:`sniff` on a file's size and first 132 bytes."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".mrxs":
         mirax = _mirax_problem(path)

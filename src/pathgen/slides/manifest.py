@@ -29,6 +29,7 @@ from typing import Any
 from pathgen.sample_data import resolve_input
 from pathgen.slides.backends import stat_problem
 from pathgen.slides.readers import SLIDE_EXTENSIONS, UNSUPPORTED_FORMATS, unsupported_reason
+from pathgen.storage import is_url
 
 MANIFEST_EXTENSIONS = frozenset({".csv", ".parquet", ".pq"})
 RESERVED = frozenset({"path", "slide_id"})
@@ -45,7 +46,7 @@ def _record(path: str, slide_id: str | None = None, error: str | None = None, **
     keeps its own name, so the slide id (the file's stem) is the same as before."""
     skip = unsupported_reason(path) if error is None else None
     rec: dict[str, Any] = {
-        "path": os.path.abspath(path),
+        "path": path if is_url(path) else os.path.abspath(path),  # a URL is kept as written
         "slide_id": slide_id or Path(path).stem or path,
         "input_error": error,
         "input_skip": skip,
@@ -69,11 +70,26 @@ def _scan_dir(root: Path) -> list[Path]:
     return found
 
 
-def _read_manifest(path: Path) -> list[dict[str, Any]]:
+def _scan_url(url: str) -> list[str]:
+    """Slide-like objects under the prefix ``url`` (recursive, sorted), as URLs."""
+    from pathgen.storage import list_files
+
+    wanted = SLIDE_EXTENSIONS | UNSUPPORTED_FORMATS.keys()
+    return [u for u in list_files(url) if Path(u).suffix.lower() in wanted]
+
+
+def _read_manifest(path: Path | str) -> list[dict[str, Any]]:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    if path.suffix.lower() == ".csv":
+    if is_url(path):  # a manifest in storage: read through fsspec; relative paths are keys beside it
+        from pathgen.storage import filesystem
+
+        fs, inner = filesystem(str(path))
+        with fs.open(inner, "rb") as handle:
+            csv = str(path).lower().endswith(".csv")
+            table = pcsv.read_csv(handle) if csv else pq.read_table(handle)
+    elif path.suffix.lower() == ".csv":
         table = pcsv.read_csv(path)
     else:
         table = pq.read_table(path)
@@ -88,12 +104,17 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
         sid = str(sid).strip() if sid is not None and str(sid).strip() else None
         if raw is None or not str(raw).strip():
             rec = _record(f"{path}#row{i}", sid, "manifest row has an empty path", **extra)
+        elif is_url(str(raw)) or is_url(path):
+            from pathgen.storage import join, parent, url_problem
+
+            url = str(raw) if is_url(str(raw)) else join(parent(str(path)), str(raw))
+            rec = _record(url, sid, url_problem(url), **extra)
         else:
             p = Path(str(raw)).expanduser()
             if not p.is_absolute():
                 p = path.parent / p
             rec = _record(str(p), sid, stat_problem(p), **extra)
-        rec["_origin"] = f"{path.name} row {i}"
+        rec["_origin"] = f"{Path(str(path)).name} row {i}"
         rec["_explicit_id"] = sid is not None
         out.append(rec)
     return out
@@ -101,9 +122,14 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def check_inputs(inputs: list[str]) -> None:
     """Raise :class:`InputError` naming every typed input that cannot be reached; nothing else."""
+    from pathgen.storage import url_problem
+
     problems = []
     for item in inputs:
-        problem = stat_problem(Path(resolve_input(item)).expanduser())
+        if is_url(item):
+            problem = url_problem(item)
+        else:
+            problem = stat_problem(Path(resolve_input(item)).expanduser())
         if problem is not None:
             problems.append(f"{item}: {problem}")
     if problems:
@@ -120,6 +146,9 @@ def expand_inputs(inputs: list[str]) -> list[dict[str, Any]]:
     check_inputs(inputs)
     records: list[dict[str, Any]] = []
     for item in inputs:
+        if is_url(item):
+            records.extend(_expand_url(item))
+            continue
         p = Path(resolve_input(item)).expanduser()  # `pathgen:sample`: the packaged manifest
         if p.is_dir() and p.suffix.lower() != ".mrxs":
             slides = _scan_dir(p)
@@ -136,6 +165,23 @@ def expand_inputs(inputs: list[str]) -> list[dict[str, Any]]:
         for key in _INTERNAL:
             rec.pop(key, None)
     return out
+
+
+def _expand_url(url: str) -> list[dict[str, Any]]:
+    """The records of one URL input: a prefix of slides, a manifest, or one slide."""
+    from pathgen.storage import check_url, is_dir
+
+    check_url(url)
+    suffix = Path(url.rstrip("/")).suffix.lower()
+    if suffix in MANIFEST_EXTENSIONS and not url.endswith("/"):
+        return _read_manifest(url)
+    if suffix not in SLIDE_EXTENSIONS and is_dir(url):
+        slides = _scan_url(url)
+        if not slides:
+            known = ", ".join(sorted(SLIDE_EXTENSIONS))
+            return [_record(url, Path(url.rstrip("/")).name or url, f"prefix contains no slides ({known})")]
+        return [_record(s) for s in slides]
+    return [_record(url)]
 
 
 def _drop_repeated_paths(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,8 +16,12 @@ from typing import Any
 import numpy as np
 
 from pathgen.slides.backends import BACKENDS, SlideOpenError, sniff
+from pathgen.storage import is_url
 
 READERS = ("auto", *BACKENDS)
+#: Readers that open a slide from an fsspec URL (``s3://...``): tiffslide reads through fsspec;
+#: OpenSlide and wsidicom need a local file.
+URL_READERS = ("tiffslide",)
 _MAX_THUMB_READ = 64 * 1024 * 1024  # level pixels read at once for a thumbnail
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 SLIDE_EXTENSIONS = frozenset(
@@ -58,12 +62,31 @@ def unsupported_reason(path: str | os.PathLike[str]) -> str | None:
 def _candidates(path: str, reader: str) -> list[str]:
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; valid readers: {', '.join(READERS)}")
+    if is_url(path):
+        if reader not in ("auto", *URL_READERS):
+            raise ValueError(url_reader_error(reader, path))
+        ext = Path(path.split("?", 1)[0]).suffix.lower()
+        if ext in DICOM_EXTENSIONS:
+            raise ValueError(
+                f"DICOM slides cannot be read from a URL ({path}): wsidicom needs a local file; "
+                "copy the slide to a local or shared filesystem"
+            )
+        return list(URL_READERS)
     if reader != "auto":
         return [reader]
     ext = Path(path).suffix.lower()
     if ext in DICOM_EXTENSIONS or os.path.isdir(path):
         return ["wsidicom"]
     return ["openslide", "tiffslide"]
+
+
+def url_reader_error(reader: str, path: str) -> str:
+    """The message for a reader that cannot read a slide from a URL."""
+    return (
+        f"reader {reader!r} cannot read slides from a URL ({path}): only {', '.join(URL_READERS)} "
+        "reads through fsspec (OpenSlide and wsidicom need a local file); use reader 'auto' or "
+        "'tiffslide', or copy the slides to a local or shared filesystem"
+    )
 
 
 class Slide:

@@ -55,7 +55,11 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
     if rec.get("input_skip"):
         row.update(status="skipped", error=rec["input_skip"])
         return {"row": row, **empty}
-    slide = Slide(rec["path"], reader=params["reader"], slide_id=rec["slide_id"])
+    try:
+        slide = Slide(rec["path"], reader=params["reader"], slide_id=rec["slide_id"])
+    except ValueError as exc:  # no reader for this kind of path (a DICOM URL)
+        row["error"] = f"cannot open slide: {exc}"
+        return {"row": row, **empty}
     try:
         slide.open()
         row.update(
@@ -99,6 +103,19 @@ def tile_slide(rec: dict[str, Any], params: dict[str, Any], preview_dir: str | N
     return {"row": row, "x": xs.tolist(), "y": ys.tolist(), "frac": frac.tolist()}
 
 
+def _check_url_reader(records: list[dict[str, Any]], reader: str) -> None:
+    """A reader that cannot read URLs, asked to read slides in storage: fail before any work."""
+    from pathgen.slides.readers import URL_READERS, url_reader_error
+    from pathgen.storage import is_url
+
+    if reader in ("auto", *URL_READERS):
+        return
+    remote = [r["path"] for r in records if is_url(r["path"])]
+    if remote:
+        more = f" (and {len(remote) - 1} more)" if len(remote) > 1 else ""
+        raise ValueError(url_reader_error(reader, remote[0]) + more)
+
+
 def _cache_path(run: RunDir, key: str) -> Path:
     return run.state / "tile-cache" / f"{key}.json"
 
@@ -117,6 +134,7 @@ def tile_stage(
     if not inputs:
         raise ValueError("no inputs: give slide files, folders or a manifest (CSV/parquet)")
     records = expand_inputs([str(i) for i in inputs])
+    _check_url_reader(records, cfg.reader)
     params = dump_section(cfg)
     params.pop("workers")
     preview_dir = str(Path(preview).resolve()) if preview else None
