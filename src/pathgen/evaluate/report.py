@@ -12,6 +12,7 @@ from typing import Any
 from pathgen.rundir import atomic_path, atomic_write, write_json
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1")
+SLIDE_METRICS = ("macro_auc",)  # slide-level (MIL) results also carry it; patch results leave it blank
 TASK_ORDER = ("zeroshot", "linear", "fewshot", "retrieval")
 
 
@@ -73,7 +74,8 @@ def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 if entry.get("quadratic_kappa") is not None
                 else {}
             )
-            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}, **kappa})
+            slide = {m: entry[m] for m in SLIDE_METRICS if entry.get(m) is not None}
+            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}, **kappa, **slide})
     return rows
 
 
@@ -158,8 +160,8 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
     Retrieval has no accuracy; putting R@1 under an "accuracy" heading would invite comparing
     numbers that mean different things.
     """
-    if metric not in HEADLINE:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(HEADLINE)}")
+    if metric not in HEADLINE + SLIDE_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(HEADLINE + SLIDE_METRICS)}")
     results = [load_result(p) for p in paths]
     models = _model_labels(results, paths)
     classification: dict[tuple[str, str], dict[str, Any]] = {}
