@@ -178,6 +178,7 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
                 value = row.get(metric, "skipped" if "skipped" in row else None)
                 classification.setdefault((bench, row["task"]), {"benchmark": bench, "task": row["task"]})
                 classification[(bench, row["task"])][label] = value
+    models = list(dict.fromkeys(models))  # a model with several result folders is one column
     class_rows = [classification[k] for k in sorted(classification, key=_row_order)]
     retr_rows = [retrieval[k] for k in sorted(retrieval, key=lambda k: (k[0], _col_order(k[1])))]
     parts = []
@@ -189,11 +190,18 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
 
 
 def _model_labels(results: list[dict[str, Any]], paths: Sequence[Path]) -> list[str]:
-    """Column labels: the model spec, with the folder added when two folders share a model."""
+    """Column labels: the model spec, with the folder added when two folders share a model on the
+    same benchmark. One model on different benchmarks (its patch results and its slide-level MIL
+    results) shares one column."""
     models: list[str] = []
+    benches: dict[str, set[str]] = {}
     for res, p in zip(results, paths, strict=True):
         label = res.get("model", str(p))
-        models.append(label if label not in models else f"{label} ({p})")
+        bench = res.get("benchmark", "?")
+        if bench in benches.get(label, set()):
+            label = f"{label} ({p})"
+        benches.setdefault(label, set()).add(bench)
+        models.append(label)
     return models
 
 

@@ -30,20 +30,32 @@ def _groups(bags: list[Bag], idx: list[int]) -> np.ndarray:
     return np.array([bags[i].patient or bags[i].slide_id for i in idx])
 
 
+def group_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k folds of (rest, held) index arrays, whole groups only; stratified by label when every
+    class has at least k members, else plain shuffled groups (small or rare-class sets)."""
+    from sklearn.model_selection import KFold, StratifiedGroupKFold
+
+    if min(np.unique(y, return_counts=True)[1]) >= k:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
+            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            return list(cv.split(np.zeros(len(y)), y, groups))
+    uniq = np.array(sorted(set(groups.tolist())))
+    folds = []
+    for _, held_groups in KFold(n_splits=k, shuffle=True, random_state=seed).split(uniq):
+        held = np.isin(groups, uniq[held_groups])
+        folds.append((np.flatnonzero(~held), np.flatnonzero(held)))
+    return folds
+
+
 def carve_val(bags: list[Bag], idx: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, val) from ``idx``: about ``fraction`` of the patients, stratified by label."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     groups = _groups(bags, idx)
-    n_groups = len(set(groups.tolist()))
-    n_splits = min(max(2, round(1 / fraction)), n_groups)
+    n_splits = min(max(2, round(1 / fraction)), len(set(groups.tolist())))
     if n_splits < 2:
         return list(idx), []
     y = np.array([bags[i].label for i in idx])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        tr, va = next(iter(cv.split(np.zeros(len(idx)), y, groups)))
+    tr, va = group_folds(y, groups, n_splits, seed)[0]
     return [idx[i] for i in tr], [idx[i] for i in va]
 
 
@@ -83,8 +95,6 @@ def make_splits(bags: list[Bag], seeds: list[int], folds: int, val_fraction: flo
                 notes = [f"patient(s) in train and test: {', '.join(p)}" for p in [leaks(bags, tr + va, test)] if p]
                 splits.append(Split(f"fold{f}-seed{seed}", seed, f, tr, va, test, notes))
         return splits, f"given folds ({len(values)}), {len(seeds)} seed(s)"
-    from sklearn.model_selection import StratifiedGroupKFold
-
     groups = _groups(bags, idx)
     k = min(folds, len(set(groups.tolist())))
     if k < 2:
@@ -92,11 +102,7 @@ def make_splits(bags: list[Bag], seeds: list[int], folds: int, val_fraction: flo
     y = np.array([b.label for b in bags])
     splits = []
     for seed in seeds:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            parts = list(cv.split(np.zeros(len(idx)), y, groups))
-        for f, (rest, test) in enumerate(parts):
+        for f, (rest, test) in enumerate(group_folds(y, groups, k, seed)):
             tr, va = carve_val(bags, [int(i) for i in rest], val_fraction, seed)
             splits.append(Split(f"fold{f}-seed{seed}", seed, f, tr, va, [int(i) for i in test]))
     by = "patient" if any(b.patient for b in bags) else "slide"
