@@ -97,8 +97,25 @@ def child(mode: str, folder: Path, epochs: int, threads: int) -> dict[str, Any]:
 
 
 def run_child(mode: str, folder: Path, epochs: int, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", mode, "--data", str(folder), "--epochs", str(epochs), "--threads", str(threads)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--data",
+        str(folder),
+        "--epochs",
+        str(epochs),
+        "--threads",
+        str(threads),
+    ]
+    res = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -107,11 +124,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--slides", type=int, default=1000)
     ap.add_argument("--tiles", type=int, default=10000)
     ap.add_argument("--dim", type=int, default=768)
-    ap.add_argument("--distinct", type=int, default=10, help="different files written; the rest are hard links")
+    ap.add_argument(
+        "--distinct", type=int, default=10, help="different files written; the rest are hard links"
+    )
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline-max-gb", type=float, default=4.0, help="run load-all only below this size")
-    ap.add_argument("--data", type=Path, default=None, help="keep the feature files here (default: a temp folder)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="keep the feature files here (default: a temp folder)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "mil.json")
     args = ap.parse_args(argv)
@@ -122,13 +143,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         folder = args.data or Path(tmp) / "features"
         t0 = time.perf_counter()
         slide_mb = make_data(folder, args.slides, args.tiles, args.dim, min(args.distinct, args.slides))
-        print(f"data: {args.slides} slides x {args.tiles} tiles x {args.dim}-d ({slide_mb:.1f} MB a slide) in {time.perf_counter() - t0:.1f}s")
+        took = time.perf_counter() - t0
+        print(f"data: {args.slides} x {args.tiles} x {args.dim}-d ({slide_mb:.1f} MB a slide), {took:.1f}s")
         total_gb = slide_mb * args.slides / 1024
-        rows = [run_child("floor", folder, args.epochs, args.threads), run_child("streaming", folder, args.epochs, args.threads)]
+        rows = [
+            run_child("floor", folder, args.epochs, args.threads),
+            run_child("streaming", folder, args.epochs, args.threads),
+        ]
         if total_gb <= args.baseline_max_gb:
             rows.append(run_child("load-all", folder, args.epochs, args.threads))
         else:
-            rows.append({"mode": "load-all", "slides": args.slides, "skipped": f"{total_gb:.1f} GB > --baseline-max-gb", "peak_rss_mb": rows[0]["peak_rss_mb"] + slide_mb * args.slides, "projected": True})
+            rows.append(
+                {
+                    "mode": "load-all",
+                    "slides": args.slides,
+                    "skipped": f"{total_gb:.1f} GB > --baseline-max-gb",
+                    "peak_rss_mb": rows[0]["peak_rss_mb"] + slide_mb * args.slides,
+                    "projected": True,
+                }
+            )
     floor = rows[0]["peak_rss_mb"]
     for r in rows:
         r["above_floor_mb"] = round(r["peak_rss_mb"] - floor, 1)
@@ -146,13 +179,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": rows,
         "ratio_streaming_peak_vs_one_slide": stream["vs_one_slide"],
         "ratio_load_all_vs_streaming_peak": round(load_all["peak_rss_mb"] / stream["peak_rss_mb"], 2),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load": round(os.getloadavg()[0], 2),
+        },
     }
-    cols = ["mode", "slides", "epoch_s", "slides_per_s", "peak_rss_mb", "above_floor_mb", "vs_one_slide", "skipped"]
+    cols = [
+        "mode",
+        "slides",
+        "epoch_s",
+        "slides_per_s",
+        "peak_rss_mb",
+        "above_floor_mb",
+        "vs_one_slide",
+        "skipped",
+    ]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r.get(c, "")) for c in cols))
-    print(f"streaming peak above floor = {stream['vs_one_slide']}x one slide; load-all / streaming peak RSS = {result['ratio_load_all_vs_streaming_peak']}x")
+    print(
+        f"streaming peak above floor = {stream['vs_one_slide']}x one slide; "
+        f"load-all / streaming peak RSS = {result['ratio_load_all_vs_streaming_peak']}x"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

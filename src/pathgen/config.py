@@ -222,6 +222,9 @@ class MilConfig(_Section):
     d_inner: int = Field(128, gt=0, description="width after the first Linear+ReLU (ACMIL's D_inner)")
     d_attn: int = Field(128, gt=0, description="hidden width of the gated attention (ACMIL's D)")
     dropout: float = Field(0.0, ge=0, lt=1)
+    standardize: bool = Field(
+        True, description="z-score features with the training slides' mean/std (CLIP features are unit-norm)"
+    )
     n_token: int = Field(5, ge=1, description="ACMIL attention branches")
     n_masked_patch: int = Field(10, ge=0, description="ACMIL: top instances per branch that may be masked")
     mask_drop: float = Field(0.6, ge=0, le=1, description="ACMIL: share of those top instances masked")

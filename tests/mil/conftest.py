@@ -28,7 +28,9 @@ def make_slides(folder: Path, n: int, seed: int = 0, dim: int = DIM) -> dict[str
         if tumour:
             feats[:3, :4] += 4.0
         coords = np.stack([np.arange(k) % 6 * 256, np.arange(k) // 6 * 256], 1)
-        write_slide(h5_path(folder, sid), feats, coords, {"encoder": "synthetic", "patch_size": 256, "patch_level": 0})
+        write_slide(
+            h5_path(folder, sid), feats, coords, {"encoder": "synthetic", "patch_size": 256, "patch_level": 0}
+        )
         labels[sid] = "tumor" if tumour else "normal"
     return labels
 

@@ -28,7 +28,21 @@ def test_train_then_eval(synthetic, tmp_path, model):
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["mil", "train", "--features", str(feats), "--labels", str(csv), "--model", model, "--out", str(out), "--folds", "3", *FAST],
+        [
+            "mil",
+            "train",
+            "--features",
+            str(feats),
+            "--labels",
+            str(csv),
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--folds",
+            "3",
+            *FAST,
+        ],
     )
     assert res.exit_code == 0, res.output
     result = json.loads((out / "results.json").read_text())
@@ -45,7 +59,22 @@ def test_train_then_eval(synthetic, tmp_path, model):
     ev = tmp_path / "eval"
     res = runner.invoke(
         app,
-        ["mil", "eval", "--trained", str(out), "--features", str(feats), "--labels", str(csv), "--out", str(ev), "--heatmaps", "2", "--device", "cpu"],
+        [
+            "mil",
+            "eval",
+            "--trained",
+            str(out),
+            "--features",
+            str(feats),
+            "--labels",
+            str(csv),
+            "--out",
+            str(ev),
+            "--heatmaps",
+            "2",
+            "--device",
+            "cpu",
+        ],
     )
     assert res.exit_code == 0, res.output
     er = json.loads((ev / "results.json").read_text())
@@ -66,7 +95,23 @@ def test_bad_input_is_reported_per_slide(synthetic, tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(
         app,
-        ["mil", "train", "-f", str(feats), "-l", str(csv), "--classes", "normal,tumor", "-o", str(out), "--model", "meanpool", "--folds", "2", *FAST],
+        [
+            "mil",
+            "train",
+            "-f",
+            str(feats),
+            "-l",
+            str(csv),
+            "--classes",
+            "normal,tumor",
+            "-o",
+            str(out),
+            "--model",
+            "meanpool",
+            "--folds",
+            "2",
+            *FAST,
+        ],
     )
     assert res.exit_code == 0, res.output
     result = json.loads((out / "results.json").read_text())
@@ -87,14 +132,36 @@ def test_compare_shows_mil_beside_patch_results(synthetic, tmp_path):
     csv = _labels(tmp_path / "labels.csv", labels)
     out = tmp_path / "mil"
     runner = CliRunner()
-    res = runner.invoke(app, ["mil", "train", "-f", str(feats), "-l", str(csv), "-o", str(out), "--model", "meanpool", "--folds", "2", *FAST])
+    res = runner.invoke(
+        app,
+        [
+            "mil",
+            "train",
+            "-f",
+            str(feats),
+            "-l",
+            str(csv),
+            "-o",
+            str(out),
+            "--model",
+            "meanpool",
+            "--folds",
+            "2",
+            *FAST,
+        ],
+    )
     assert res.exit_code == 0, res.output
     from pathgen.evaluate.report import write_results
 
     patch = tmp_path / "patch"
     write_results(
         patch,
-        {"benchmark": "crc100k", "model": "synthetic", "n_examples": 4, "tasks": {"zeroshot": {"accuracy": 0.5, "balanced_accuracy": 0.5, "weighted_f1": 0.4}}},
+        {
+            "benchmark": "crc100k",
+            "model": "synthetic",
+            "n_examples": 4,
+            "tasks": {"zeroshot": {"accuracy": 0.5, "balanced_accuracy": 0.5, "weighted_f1": 0.4}},
+        },
     )
     res = runner.invoke(app, ["eval", "compare", str(patch), str(out)])
     assert res.exit_code == 0, res.output
@@ -104,7 +171,11 @@ def test_compare_shows_mil_beside_patch_results(synthetic, tmp_path):
     assert "| benchmark | task | synthetic |\n" in res.output
     assert f"| labels | mil-meanpool | {mil_acc:.4f} |" in res.output
     res = runner.invoke(app, ["eval", "compare", str(patch), str(out), "--metric", "macro_auc"])
-    assert res.exit_code == 0 and "macro_auc by model" in res.output and "| crc100k | zeroshot |  |" in res.output
+    assert (
+        res.exit_code == 0
+        and "macro_auc by model" in res.output
+        and "| crc100k | zeroshot |  |" in res.output
+    )
 
 
 def test_eval_refuses_other_classes(synthetic, tmp_path):
@@ -112,7 +183,31 @@ def test_eval_refuses_other_classes(synthetic, tmp_path):
     csv = _labels(tmp_path / "labels.csv", labels)
     out = tmp_path / "out"
     runner = CliRunner()
-    assert runner.invoke(app, ["mil", "train", "-f", str(feats), "-l", str(csv), "-o", str(out), "--model", "meanpool", "--folds", "2", *FAST]).exit_code == 0
-    other = _labels(tmp_path / "other.csv", {s: ("a" if lab == "normal" else "b") for s, lab in labels.items()})
-    res = runner.invoke(app, ["mil", "eval", "-t", str(out), "-f", str(feats), "-l", str(other), "-o", str(tmp_path / "e")])
+    assert (
+        runner.invoke(
+            app,
+            [
+                "mil",
+                "train",
+                "-f",
+                str(feats),
+                "-l",
+                str(csv),
+                "-o",
+                str(out),
+                "--model",
+                "meanpool",
+                "--folds",
+                "2",
+                *FAST,
+            ],
+        ).exit_code
+        == 0
+    )
+    other = _labels(
+        tmp_path / "other.csv", {s: ("a" if lab == "normal" else "b") for s, lab in labels.items()}
+    )
+    res = runner.invoke(
+        app, ["mil", "eval", "-t", str(out), "-f", str(feats), "-l", str(other), "-o", str(tmp_path / "e")]
+    )
     assert res.exit_code == 2 and "trained on classes" in res.output

@@ -68,7 +68,9 @@ def test_resume_skips_finished_slides_and_redoes_a_new_encoder(run):
     assert again["up_to_date"] and again["skipped"] == 1 and path.stat().st_mtime_ns == stamp
     other = features_stage(run, CFG, out=Path(first["out"]))  # same folder, same encoder: still skipped
     assert other["skipped"] == 1
-    changed = features_stage(run, CFG.model_copy(update={"encoder": "open_clip:pathgen-tiny"}), out=Path(first["out"]))
+    changed = features_stage(
+        run, CFG.model_copy(update={"encoder": "open_clip:pathgen-tiny"}), out=Path(first["out"])
+    )
     assert changed["done"] == 1  # another encoder's features never count as done
 
 
@@ -85,8 +87,24 @@ def test_reuses_embed_arrays_of_the_same_encoder(run):
 
 def test_cli(run, tmp_path):
     out = tmp_path / "feats"
-    res = CliRunner().invoke(app, ["features", str(run.root), "--encoder", "tiny", "--out", str(out), "--device", "cpu", "--workers", "0"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "features",
+            str(run.root),
+            "--encoder",
+            "tiny",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "h5_files" / "CMU-1-Small-Region.h5").exists()
-    res = CliRunner().invoke(app, ["features", str(run.root), "--encoder", "tiny", "--out", str(out), "--device", "cpu"])
+    res = CliRunner().invoke(
+        app, ["features", str(run.root), "--encoder", "tiny", "--out", str(out), "--device", "cpu"]
+    )
     assert res.exit_code == 0 and "up to date" in res.output

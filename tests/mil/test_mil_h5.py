@@ -12,7 +12,12 @@ from pathgen.mil.h5 import feature_files, h5_path, read_attrs, read_slide, write
 def test_roundtrip_layout_and_attrs(tmp_path):
     feats = np.arange(12, dtype=np.float64).reshape(3, 4)
     coords = np.array([[0, 0], [512, 0], [0, 512]])
-    path = write_slide(h5_path(tmp_path, "a"), feats, coords, {"patch_size": 512, "patch_level": 0, "encoder": "tiny", "mpp": None})
+    path = write_slide(
+        h5_path(tmp_path, "a"),
+        feats,
+        coords,
+        {"patch_size": 512, "patch_level": 0, "encoder": "tiny", "mpp": None},
+    )
     assert path == tmp_path / "h5_files" / "a.h5"
     with h5py.File(path) as f:
         assert f["features"].dtype == np.float32 and f["features"].shape == (3, 4)

@@ -55,7 +55,11 @@ def test_csv_needs_a_header(tmp_path):
 
 def test_camelyon16_folders_and_reference(tmp_path):
     root = tmp_path / "CAMELYON16"
-    for name in ("training/normal/normal_001.tif", "training/normal/normal_002.tif", "training/tumor/tumor_001.tif"):
+    for name in (
+        "training/normal/normal_001.tif",
+        "training/normal/normal_002.tif",
+        "training/tumor/tumor_001.tif",
+    ):
         _touch(root / name)
     (root / "testing").mkdir()
     (root / "testing" / "reference.csv").write_text(
@@ -114,7 +118,10 @@ def test_camelyon17_with_test_patients_uses_the_challenge_split(tmp_path):
     f = tmp_path / "stages.csv"
     f.write_text("patient,stage\npatient_001_node_0.tif,negative\npatient_120_node_3.tif,macro\n")
     ls = load_labels(tmp_path, "camelyon17")
-    assert [(r.slide_id, r.split) for r in ls.rows] == [("patient_001_node_0", "train"), ("patient_120_node_3", "test")]
+    assert [(r.slide_id, r.split) for r in ls.rows] == [
+        ("patient_001_node_0", "train"),
+        ("patient_120_node_3", "test"),
+    ]
 
 
 @pytest.fixture

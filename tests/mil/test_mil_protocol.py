@@ -14,7 +14,15 @@ from pathgen.mil.protocol import make_splits
 
 def _bags(n, patients=True, split=None, fold=None):
     return [
-        Bag(f"s{i}", Path(f"s{i}.h5"), i % 2, 10, split(i) if split else None, fold(i) if fold else None, f"p{i // 3}" if patients else None)
+        Bag(
+            f"s{i}",
+            Path(f"s{i}.h5"),
+            i % 2,
+            10,
+            split(i) if split else None,
+            fold(i) if fold else None,
+            f"p{i // 3}" if patients else None,
+        )
         for i in range(n)
     ]
 
@@ -25,7 +33,11 @@ def test_kfold_keeps_patients_together_and_tests_every_slide_once():
     assert how.startswith("5-fold by patient") and len(splits) == 10
     for s in splits:
         pat = {k: {bags[i].patient for i in getattr(s, k)} for k in ("train", "val", "test")}
-        assert not (pat["train"] & pat["test"]) and not (pat["val"] & pat["test"]) and not (pat["train"] & pat["val"])
+        assert (
+            not (pat["train"] & pat["test"])
+            and not (pat["val"] & pat["test"])
+            and not (pat["train"] & pat["val"])
+        )
         assert sorted(s.train + s.val + s.test) == list(range(30))
     for seed in (0, 1):
         tested = sorted(i for s in splits if s.seed == seed for i in s.test)
@@ -37,7 +49,9 @@ def test_official_split_is_used_and_leaks_are_noted():
     bags = _bags(14, split=lambda i: names[i])
     splits, how = make_splits(bags, seeds=[0, 1, 2], folds=5, val_fraction=0.1)
     assert how == "official split" and len(splits) == 3
-    assert splits[0].train == list(range(8)) and splits[0].val == [8, 9] and splits[0].test == [10, 11, 12, 13]
+    assert (
+        splits[0].train == list(range(8)) and splits[0].val == [8, 9] and splits[0].test == [10, 11, 12, 13]
+    )
     assert splits[0].notes  # slides 9 (val) and 10/11 (test) share patient p3
 
 
@@ -66,7 +80,9 @@ def test_no_test_split_is_an_error():
 
 def test_macro_auc_by_hand():
     # binary: 3 of the 4 (positive, negative) pairs are ordered right
-    assert macro_auc([0, 0, 1, 1], np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])) == pytest.approx(0.75)
+    assert macro_auc(
+        [0, 0, 1, 1], np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
+    ) == pytest.approx(0.75)
     assert macro_auc([1, 1], np.array([[0.2, 0.8], [0.3, 0.7]])) is None
     # three classes, class 2 absent from the truth: mean of the two one-vs-rest AUCs that exist
     p = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])
@@ -77,5 +93,11 @@ def test_slide_metrics_and_summary():
     m = slide_metrics([0, 1, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]), ["n", "t"])
     assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == pytest.approx((1 + 2 / 3) / 2)
     assert m["macro_auc"] == 1.0 and m["confusion_matrix"] == [[1, 0], [1, 2]]
-    s = summarise([{"macro_auc": 1.0, "accuracy": 0.5}, {"macro_auc": 0.5, "accuracy": 1.0}, {"macro_auc": None, "accuracy": 0.0}])
+    s = summarise(
+        [
+            {"macro_auc": 1.0, "accuracy": 0.5},
+            {"macro_auc": 0.5, "accuracy": 1.0},
+            {"macro_auc": None, "accuracy": 0.0},
+        ]
+    )
     assert s["macro_auc"] == 0.75 and s["macro_auc_std"] == 0.25 and s["accuracy"] == 0.5

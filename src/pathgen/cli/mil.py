@@ -27,6 +27,7 @@ from pathgen.cli.common import (
 )
 from pathgen.cli.defaults import config_default
 
+
 class _FilledGroup(TyperGroup):
     """Fills the config-default markers of a sub-command's help (as the top-level group does)."""
 
@@ -59,14 +60,29 @@ FORMAT_HELP = (
 def features(
     run: Path = typer.Argument(..., help="run directory (after `pathgen tile`)"),
     encoder: str = typer.Option(
-        ..., "--encoder", "-e", help="tiny | open_clip:NAME\\[@CKPT] | hf:ID_OR_DIR | a `pathgen train` folder"
+        ...,
+        "--encoder",
+        "-e",
+        help="tiny | open_clip:NAME\\[@CKPT] | hf:ID_OR_DIR | a `pathgen train` folder",
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="folder for h5_files/ (default RUN/features/<encoder>)"),
-    batch_size: int | None = typer.Option(None, help=f"images per forward pass {config_default('embed', 'batch_size')}"),
-    workers: int | None = typer.Option(None, help=f"DataLoader processes per device {config_default('embed', 'workers')}"),
-    device: str | None = typer.Option(None, help=f"cuda | cpu | cuda:1 ... {config_default('embed', 'device', none='cuda when available')}"),
-    devices: str | None = typer.Option(None, "--devices", help="one encoder per device, e.g. cuda:0,cuda:1 or all"),
-    precision: str | None = typer.Option(None, "--precision", help="fp16 | bf16 | fp32 (default fp16 on CUDA, fp32 on CPU)"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="folder for h5_files/ (default RUN/features/<encoder>)"
+    ),
+    batch_size: int | None = typer.Option(
+        None, help=f"images per forward pass {config_default('embed', 'batch_size')}"
+    ),
+    workers: int | None = typer.Option(
+        None, help=f"DataLoader processes per device {config_default('embed', 'workers')}"
+    ),
+    device: str | None = typer.Option(
+        None, help=f"cuda | cpu | cuda:1 ... {config_default('embed', 'device', none='cuda when available')}"
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="one encoder per device, e.g. cuda:0,cuda:1 or all"
+    ),
+    precision: str | None = typer.Option(
+        None, "--precision", help="fp16 | bf16 | fp32 (default fp16 on CUDA, fp32 on CPU)"
+    ),
     executor: str | None = typer.Option(None, "--executor", help=EXECUTOR_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
@@ -84,7 +100,13 @@ def features(
     try:
         base = RunConfig()
         cfg = with_options(
-            base.embed, encoder=encoder, batch_size=batch_size, workers=workers, device=device, devices=devices, precision=precision
+            base.embed,
+            encoder=encoder,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            devices=devices,
+            precision=precision,
         )
         exec_cfg = executor_config(base, executor, ray_address)
     except (ValidationError, ValueError) as exc:
@@ -118,30 +140,55 @@ def _labels(labels: Path, fmt: str, classes: str | None, features: Path):  # typ
 
 def _print_problems(problems: list[dict[str, str]]) -> None:
     if problems:
-        console.print(summary_table(f"{len(problems)} slide(s) left out", problems[:50], ["slide_id", "problem"]))
+        console.print(
+            summary_table(f"{len(problems)} slide(s) left out", problems[:50], ["slide_id", "problem"])
+        )
 
 
 def _print_result(result: dict, out: Path) -> None:
     for task, e in result["tasks"].items():
-        row = {"task": task, "runs": e["n_runs"], **{m: e.get(m) for m in ("macro_auc", "balanced_accuracy", "weighted_f1", "accuracy")}}
+        row = {
+            "task": task,
+            "runs": e["n_runs"],
+            **{m: e.get(m) for m in ("macro_auc", "balanced_accuracy", "weighted_f1", "accuracy")},
+        }
         row |= {f"{m}_std": e.get(f"{m}_std") for m in ("macro_auc",)}
-        console.print(summary_table(f"{result['benchmark']} ({result['n_slides']} slides; {e['protocol']})", [row], list(row)))
+        console.print(
+            summary_table(
+                f"{result['benchmark']} ({result['n_slides']} slides; {e['protocol']})", [row], list(row)
+            )
+        )
     typer.echo(f"results: {out / 'results.json'}")
 
 
 @mil_app.command("train")
 def mil_train(
-    features: Path = typer.Option(..., "--features", "-f", help="folder of feature files (h5_files/ or *.h5)"),
+    features: Path = typer.Option(
+        ..., "--features", "-f", help="folder of feature files (h5_files/ or *.h5)"
+    ),
     labels: Path = typer.Option(..., "--labels", "-l", help="labels file or folder (see --format)"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for results, checkpoints, model.json"),
     fmt: str = typer.Option("csv", "--format", help=FORMAT_HELP),
-    classes: str | None = typer.Option(None, "--classes", help="csv: the class list in order (others are reported)"),
-    model: str | None = typer.Option(None, "--model", "-m", help=f"meanpool | abmil | acmil {config_default('mil', 'model')}"),
+    classes: str | None = typer.Option(
+        None, "--classes", help="csv: the class list in order (others are reported)"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help=f"meanpool | abmil | acmil {config_default('mil', 'model')}"
+    ),
     epochs: int | None = typer.Option(None, help=f"most epochs per run {config_default('mil', 'epochs')}"),
-    patience: int | None = typer.Option(None, help=f"early stopping patience {config_default('mil', 'patience')}"),
+    patience: int | None = typer.Option(
+        None, help=f"early stopping patience {config_default('mil', 'patience')}"
+    ),
     lr: float | None = typer.Option(None, help=f"AdamW learning rate {config_default('mil', 'lr')}"),
     seeds: str | None = typer.Option(None, help=f"comma-separated seeds {config_default('mil', 'seeds')}"),
-    folds: int | None = typer.Option(None, help=f"k of the k-fold without a split {config_default('mil', 'folds')}"),
+    folds: int | None = typer.Option(
+        None, help=f"k of the k-fold without a split {config_default('mil', 'folds')}"
+    ),
+    standardize: bool | None = typer.Option(
+        None,
+        "--standardize/--no-standardize",
+        help=f"z-score features with the training slides' statistics {config_default('mil', 'standardize')}",
+    ),
     device: str | None = typer.Option(None, help="cuda | cpu (default: cuda when available)"),
 ) -> None:
     """Train a slide model under the labels' protocol (official split, given folds, or k-fold by
@@ -154,7 +201,17 @@ def mil_train(
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
-        cfg = with_options(MilConfig(), model=model, epochs=epochs, patience=patience, lr=lr, seeds=seed_list, folds=folds, device=device)
+        cfg = with_options(
+            MilConfig(),
+            model=model,
+            epochs=epochs,
+            patience=patience,
+            lr=lr,
+            seeds=seed_list,
+            folds=folds,
+            standardize=standardize,
+            device=device,
+        )
     except (ValidationError, ValueError) as exc:
         raise fail(f"bad configuration: {exc}") from exc
     try:
@@ -175,7 +232,9 @@ def mil_eval(
     out: Path = typer.Option(..., "--out", "-o", help="folder for results and heatmaps/"),
     fmt: str = typer.Option("csv", "--format", help=FORMAT_HELP),
     classes: str | None = typer.Option(None, "--classes", help="csv: the class list in order"),
-    split: str | None = typer.Option("test", "--split", help="only slides of this split when the labels have one ('' = all)"),
+    split: str | None = typer.Option(
+        "test", "--split", help="only slides of this split when the labels have one ('' = all)"
+    ),
     heatmaps: int = typer.Option(8, "--heatmaps", min=0, help="attention heatmaps for this many slides"),
     top_k: int = typer.Option(8, "--top-k", min=1, help="tiles in each heatmap's top-attention strip"),
     device: str | None = typer.Option(None, help="cuda | cpu (default: cuda when available)"),

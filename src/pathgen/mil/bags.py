@@ -59,7 +59,12 @@ def plan_bags(features: Path, labels: LabelSet) -> BagPlan:
         try:
             attrs = read_attrs(path)
         except Exception as exc:  # a truncated or foreign file is this slide's problem only
-            problems.append({"slide_id": r.slide_id, "problem": f"unreadable feature file: {type(exc).__name__}: {exc}"[:300]})
+            problems.append(
+                {
+                    "slide_id": r.slide_id,
+                    "problem": f"unreadable feature file: {type(exc).__name__}: {exc}"[:300],
+                }
+            )
             continue
         if attrs["n"] == 0 or attrs["dim"] == 0:
             problems.append({"slide_id": r.slide_id, "problem": "empty feature file (no tiles)"})
@@ -73,7 +78,12 @@ def plan_bags(features: Path, labels: LabelSet) -> BagPlan:
         problems.append({"slide_id": sid, "problem": "feature file without a label"})
     dim = max(dims, key=lambda d: dims[d]) if dims else 0
     for b in [b for b in bags if attrs_of[b.slide_id]["dim"] != dim]:
-        problems.append({"slide_id": b.slide_id, "problem": f"features are {attrs_of[b.slide_id]['dim']}-d, the others {dim}-d"})
+        problems.append(
+            {
+                "slide_id": b.slide_id,
+                "problem": f"features are {attrs_of[b.slide_id]['dim']}-d, the others {dim}-d",
+            }
+        )
     bags = [b for b in bags if attrs_of[b.slide_id]["dim"] == dim]
     encoder = max(encoders, key=lambda e: encoders[e]) if encoders else None
     return BagPlan(bags, list(labels.classes), dim, encoder, problems)

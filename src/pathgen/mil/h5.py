@@ -41,7 +41,9 @@ def write_slide(path: Path, features: np.ndarray, coords: np.ndarray, attrs: dic
     if len(features) != len(coords):
         raise ValueError(f"{len(features)} feature rows but {len(coords)} coordinates")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("features", data=features if features.ndim == 2 else features.reshape(len(coords), -1))
+        f.create_dataset(
+            "features", data=features if features.ndim == 2 else features.reshape(len(coords), -1)
+        )
         dset = f.create_dataset("coords", data=coords)
         for key, value in attrs.items():
             if value is None:

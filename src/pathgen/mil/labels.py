@@ -85,7 +85,9 @@ class LabelSet:
         return self.classes.index(label)
 
 
-def load_labels(path: Path, fmt: str = "csv", classes: list[str] | None = None, slide_ids: Iterable[str] = ()) -> LabelSet:
+def load_labels(
+    path: Path, fmt: str = "csv", classes: list[str] | None = None, slide_ids: Iterable[str] = ()
+) -> LabelSet:
     """Labels from ``path`` in format ``fmt`` (see :data:`FORMATS`); ``classes`` fixes the class list
     (and its order) of a CSV; ``slide_ids`` (the feature files) names CAMELYON16 training slides
     when the training folders are absent."""
@@ -105,13 +107,15 @@ def load_labels(path: Path, fmt: str = "csv", classes: list[str] | None = None, 
 
 def _stem(name: str) -> str:
     name = Path(name.strip()).name
-    for ext in SLIDE_EXTENSIONS + (".zip",):
+    for ext in (*SLIDE_EXTENSIONS, ".zip"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
 
 
-def _dedupe(name: str, classes: list[str], rows: list[SlideLabel], problems: list[dict[str, str]]) -> LabelSet:
+def _dedupe(
+    name: str, classes: list[str], rows: list[SlideLabel], problems: list[dict[str, str]]
+) -> LabelSet:
     seen: dict[str, SlideLabel] = {}
     for r in rows:
         if r.slide_id in seen:
@@ -152,21 +156,27 @@ def read_csv(path: Path, classes: list[str] | None = None) -> LabelSet:
                 text = raw[cols["split"]].strip().lower()
                 split = _SPLIT_ALIASES.get(text)
                 if split is None:
-                    problems.append({"slide_id": sid, "problem": f"unknown split {text!r} (train, val, test)"})
+                    problems.append(
+                        {"slide_id": sid, "problem": f"unknown split {text!r} (train, val, test)"}
+                    )
                     continue
             fold = None
             if "fold" in cols and (raw.get(cols["fold"]) or "").strip():
                 try:
                     fold = int(raw[cols["fold"]])
                 except ValueError:
-                    problems.append({"slide_id": sid, "problem": f"fold {raw[cols['fold']]!r} is not an integer"})
+                    problems.append(
+                        {"slide_id": sid, "problem": f"fold {raw[cols['fold']]!r} is not an integer"}
+                    )
                     continue
             patient = (raw.get(patient_col) or "").strip() or None if patient_col else None
             rows.append(SlideLabel(sid, label, split, fold, patient))
     if classes:
         known = set(classes)
         for r in [r for r in rows if r.label not in known]:
-            problems.append({"slide_id": r.slide_id, "problem": f"label {r.label!r} not in the classes {classes}"})
+            problems.append(
+                {"slide_id": r.slide_id, "problem": f"label {r.label!r} not in the classes {classes}"}
+            )
         rows = [r for r in rows if r.label in known]
         class_list = list(classes)
     else:
@@ -186,7 +196,11 @@ def _find(root: Path, names: Iterable[str]) -> Path | None:
 def camelyon16(path: Path, slide_ids: Iterable[str] = ()) -> LabelSet:
     """CAMELYON16: ``path`` is the dataset folder (or its ``reference.csv``)."""
     root = path if path.is_dir() else path.parent.parent if path.parent.name == "testing" else path.parent
-    reference = path if path.is_file() else _find(root, ("testing/reference.csv", "reference.csv", "testing/evaluation/reference.csv"))
+    reference = (
+        path
+        if path.is_file()
+        else _find(root, ("testing/reference.csv", "reference.csv", "testing/evaluation/reference.csv"))
+    )
     rows: list[SlideLabel] = []
     problems: list[dict[str, str]] = []
     names = set()
@@ -201,7 +215,9 @@ def camelyon16(path: Path, slide_ids: Iterable[str] = ()) -> LabelSet:
                 names.add((sid, m.group(1)))
     rows += [SlideLabel(sid, cls, "train") for sid, cls in sorted(names)]
     if reference is None:
-        problems.append({"slide_id": "(test set)", "problem": f"no reference.csv under {root}: no official test set"})
+        problems.append(
+            {"slide_id": "(test set)", "problem": f"no reference.csv under {root}: no official test set"}
+        )
     else:
         with open(reference, newline="", encoding="utf-8-sig") as handle:
             for raw in csv.reader(handle):
@@ -222,7 +238,11 @@ def camelyon16(path: Path, slide_ids: Iterable[str] = ()) -> LabelSet:
 
 def camelyon17(path: Path) -> LabelSet:
     """CAMELYON17: ``stage_labels.csv`` (or the folder holding it); patients kept together."""
-    file = path if path.is_file() else _find(path, ("stage_labels.csv", "stages.csv", "training/stage_labels.csv"))
+    file = (
+        path
+        if path.is_file()
+        else _find(path, ("stage_labels.csv", "stages.csv", "training/stage_labels.csv"))
+    )
     if file is None:
         raise FileNotFoundError(f"no stage_labels.csv in {path}")
     rows, problems = [], []
@@ -239,13 +259,22 @@ def camelyon17(path: Path) -> LabelSet:
             m = re.match(r"(patient_\d+)", sid)
             label = (raw[cols["stage"]] or "").strip().lower()
             if label not in CAMELYON17_CLASSES:
-                problems.append({"slide_id": sid, "problem": f"stage {label!r} not one of {CAMELYON17_CLASSES}"})
+                problems.append(
+                    {"slide_id": sid, "problem": f"stage {label!r} not one of {CAMELYON17_CLASSES}"}
+                )
                 continue
             rows.append(SlideLabel(sid, label, patient=m.group(1) if m else sid))
-    numbers = [int(r.patient.split("_")[1]) for r in rows if r.patient and re.fullmatch(r"patient_\d+", r.patient)]
+    numbers = [
+        int(r.patient.split("_")[1]) for r in rows if r.patient and re.fullmatch(r"patient_\d+", r.patient)
+    ]
     if numbers and min(numbers) < 100 <= max(numbers):  # the challenge's own train / test patients
         rows = [
-            SlideLabel(r.slide_id, r.label, "test" if int(r.patient.split("_")[1]) >= 100 else "train", patient=r.patient)
+            SlideLabel(
+                r.slide_id,
+                r.label,
+                "test" if int(r.patient.split("_")[1]) >= 100 else "train",
+                patient=r.patient,
+            )
             if r.patient and re.fullmatch(r"patient_\d+", r.patient)
             else r
             for r in rows

@@ -63,7 +63,15 @@ class MeanPoolMIL(nn.Module):
 
 
 class ABMIL(nn.Module):
-    def __init__(self, d_feat: int, n_classes: int, d_inner: int = 128, d_attn: int = 128, dropout: float = 0.0, **_: Any):
+    def __init__(
+        self,
+        d_feat: int,
+        n_classes: int,
+        d_inner: int = 128,
+        d_attn: int = 128,
+        dropout: float = 0.0,
+        **_: Any,
+    ):
         super().__init__()
         self.front = _front(d_feat, d_inner)
         self.attn = GatedAttention(d_inner, d_attn, 1, dropout)
@@ -118,10 +126,14 @@ class ACMIL(nn.Module):
             scores = self._mask(scores)
         a = torch.softmax(scores, dim=1)
         per_branch = a @ h  # n_token x d_inner
-        branch_logits = torch.stack([head(self.drop(f)) for head, f in zip(self.branch_heads, per_branch, strict=True)])
+        branch_logits = torch.stack(
+            [head(self.drop(f)) for head, f in zip(self.branch_heads, per_branch, strict=True)]
+        )
         bag_a = a.mean(0)
         slide = bag_a @ h
-        return MILOutput(self.head(self.drop(slide)), attention=bag_a, branch_logits=branch_logits, branch_scores=scores)
+        return MILOutput(
+            self.head(self.drop(slide)), attention=bag_a, branch_logits=branch_logits, branch_scores=scores
+        )
 
 
 def diversity_loss(scores: torch.Tensor) -> torch.Tensor:
@@ -145,11 +157,32 @@ def mil_loss(out: MILOutput, target: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def build_model(kind: str, d_feat: int, n_classes: int, **params: Any) -> nn.Module:
+class Standardized(nn.Module):
+    """``inner`` on z-scored features, with the training slides' mean and std as saved buffers.
+
+    Why: CLIP encoders (pathgen's among them) give unit-norm features, about 1/sqrt(D) per
+    dimension; on inputs that small a Linear layer learns an order of magnitude slower at the same
+    learning rate. The statistics live in the state dict, so a saved model scores new slides with
+    the training set's scaling.
+    """
+
+    def __init__(self, inner: nn.Module, d_feat: int):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("mean", torch.zeros(d_feat))
+        self.register_buffer("std", torch.ones(d_feat))
+
+    def forward(self, x: torch.Tensor) -> MILOutput:
+        return self.inner((x - self.mean) / self.std)
+
+
+def build_model(kind: str, d_feat: int, n_classes: int, standardize: bool = False, **params: Any) -> nn.Module:
     if kind == "meanpool":
-        return MeanPoolMIL(d_feat, n_classes, **params)
-    if kind == "abmil":
-        return ABMIL(d_feat, n_classes, **params)
-    if kind == "acmil":
-        return ACMIL(d_feat, n_classes, **params)
-    raise ValueError(f"unknown MIL model {kind!r}; models: {', '.join(MODELS)}")
+        model: nn.Module = MeanPoolMIL(d_feat, n_classes, **params)
+    elif kind == "abmil":
+        model = ABMIL(d_feat, n_classes, **params)
+    elif kind == "acmil":
+        model = ACMIL(d_feat, n_classes, **params)
+    else:
+        raise ValueError(f"unknown MIL model {kind!r}; models: {', '.join(MODELS)}")
+    return Standardized(model, d_feat) if standardize else model

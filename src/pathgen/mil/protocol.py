@@ -65,7 +65,9 @@ def leaks(bags: list[Bag], a: list[int], b: list[int]) -> list[str]:
     return sorted(pa & {bags[i].patient for i in b if bags[i].patient})
 
 
-def make_splits(bags: list[Bag], seeds: list[int], folds: int, val_fraction: float) -> tuple[list[Split], str]:
+def make_splits(
+    bags: list[Bag], seeds: list[int], folds: int, val_fraction: float
+) -> tuple[list[Split], str]:
     """Every run's split and a sentence saying which protocol applies."""
     if not bags:
         raise ValueError("no usable slides (every labelled slide had a problem; see the problems list)")
@@ -79,9 +81,13 @@ def make_splits(bags: list[Bag], seeds: list[int], folds: int, val_fraction: flo
         splits = []
         for seed in seeds:
             tr, va = (train_all, given_val) if given_val else carve_val(bags, train_all, val_fraction, seed)
-            notes = [f"patient(s) in train and test: {', '.join(p)}" for p in [leaks(bags, tr + va, test)] if p]
+            notes = [
+                f"patient(s) in train and test: {', '.join(p)}" for p in [leaks(bags, tr + va, test)] if p
+            ]
             splits.append(Split(f"seed{seed}", seed, None, tr, va, test, notes))
-        how = "official split" + ("" if given_val else f" (validation: {val_fraction:.0%} of training patients)")
+        how = "official split" + (
+            "" if given_val else f" (validation: {val_fraction:.0%} of training patients)"
+        )
         return splits, how
     if any(b.fold is not None for b in bags):
         values = sorted({b.fold for b in bags if b.fold is not None})
@@ -92,7 +98,9 @@ def make_splits(bags: list[Bag], seeds: list[int], folds: int, val_fraction: flo
             for f in values:
                 test = [i for i in idx if bags[i].fold == f]
                 tr, va = carve_val(bags, [i for i in idx if bags[i].fold != f], val_fraction, seed)
-                notes = [f"patient(s) in train and test: {', '.join(p)}" for p in [leaks(bags, tr + va, test)] if p]
+                notes = [
+                    f"patient(s) in train and test: {', '.join(p)}" for p in [leaks(bags, tr + va, test)] if p
+                ]
                 splits.append(Split(f"fold{f}-seed{seed}", seed, f, tr, va, test, notes))
         return splits, f"given folds ({len(values)}), {len(seeds)} seed(s)"
     groups = _groups(bags, idx)

@@ -23,22 +23,37 @@ def _pm(entry: dict[str, Any], m: str) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# {result['benchmark']} (slide level) — {result['model']}\n", f"{result['n_slides']} slides; classes: {', '.join(result['classes'])}\n"]
+    lines = [
+        f"# {result['benchmark']} (slide level) — {result['model']}\n",
+        f"{result['n_slides']} slides; classes: {', '.join(result['classes'])}\n",
+    ]
     lines += ["| task | protocol | runs | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (3 + len(HEADLINE))]
     for task, e in result["tasks"].items():
-        lines.append(f"| {task} | {e['protocol']} | {e['n_runs']} | " + " | ".join(_pm(e, m) for m in HEADLINE) + " |")
+        lines.append(
+            f"| {task} | {e['protocol']} | {e['n_runs']} | " + " | ".join(_pm(e, m) for m in HEADLINE) + " |"
+        )
     for task, e in result["tasks"].items():
-        lines += ["", f"## {task}: runs", "", "| run | test slides | best epoch | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (3 + len(HEADLINE))]
+        lines += [
+            "",
+            f"## {task}: runs",
+            "",
+            "| run | test slides | best epoch | " + " | ".join(HEADLINE) + " |",
+            "|" + "---|" * (3 + len(HEADLINE)),
+        ]
         for r in e["runs"]:
             vals = ["" if r.get(m) is None else f"{r[m]:.4f}" for m in HEADLINE]
-            lines.append(f"| {r['run']} | {r['n_test']} | {r.get('best_epoch', '')} | " + " | ".join(vals) + " |")
+            lines.append(
+                f"| {r['run']} | {r['n_test']} | {r.get('best_epoch', '')} | " + " | ".join(vals) + " |"
+            )
     if result.get("problems"):
         lines += ["", "## slides left out", "", "| slide | problem |", "|---|---|"]
         lines += [f"| {p['slide_id']} | {p['problem']} |" for p in result["problems"]]
     return "\n".join(lines) + "\n"
 
 
-def write_mil_results(out: Path, result: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, Path]:
+def write_mil_results(
+    out: Path, result: dict[str, Any], predictions: list[dict[str, Any]]
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     if predictions:

@@ -27,13 +27,20 @@ MODEL_FILE = "model.json"
 
 
 def model_params(cfg: MilConfig) -> dict[str, Any]:
-    params: dict[str, Any] = {"d_inner": cfg.d_inner, "d_attn": cfg.d_attn, "dropout": cfg.dropout}
+    params: dict[str, Any] = {
+        "d_inner": cfg.d_inner,
+        "d_attn": cfg.d_attn,
+        "dropout": cfg.dropout,
+        "standardize": cfg.standardize,
+    }
     if cfg.model == "acmil":
         params |= {"n_token": cfg.n_token, "n_masked_patch": cfg.n_masked_patch, "mask_drop": cfg.mask_drop}
     return params
 
 
-def predict(model: Any, bags: list[Bag], device: str, attention: bool = False) -> tuple[np.ndarray, float, list[np.ndarray]]:
+def predict(
+    model: Any, bags: list[Bag], device: str, attention: bool = False
+) -> tuple[np.ndarray, float, list[np.ndarray]]:
     """(probabilities n x C, mean loss, attention per slide when asked) in eval mode."""
     import torch
 
@@ -47,7 +54,11 @@ def predict(model: Any, bags: list[Bag], device: str, attention: bool = False) -
             losses.append(float(mil_loss(out, torch.tensor(bag.label, device=device))))
             probs.append(torch.softmax(out.logits, -1).cpu().numpy())
             if attention:
-                attn.append(out.attention.cpu().numpy() if out.attention is not None else np.full(len(feats), 1.0 / len(feats)))
+                attn.append(
+                    out.attention.cpu().numpy()
+                    if out.attention is not None
+                    else np.full(len(feats), 1.0 / len(feats))
+                )
     return np.stack(probs) if probs else np.zeros((0, 0)), float(np.mean(losses)) if losses else 0.0, attn
 
 
@@ -56,6 +67,22 @@ def _val_score(bags: list[Bag], probs: np.ndarray, loss: float) -> tuple[float, 
 
     auc = macro_auc([b.label for b in bags], probs) if len(bags) else None
     return (auc if auc is not None else -1.0, -loss)
+
+
+def feature_stats(bags: list[Bag]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std over every tile of ``bags``, one slide in memory at a time."""
+    total = sq = None
+    n = 0
+    for _, feats in iter_bags(bags):
+        f = feats.astype(np.float64)
+        total = f.sum(0) if total is None else total + f.sum(0)
+        sq = (f * f).sum(0) if sq is None else sq + (f * f).sum(0)
+        n += len(f)
+    if total is None or sq is None or n == 0:
+        raise ValueError("no training tiles to standardise with")
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
 def train_run(
@@ -69,9 +96,13 @@ def train_run(
     torch.manual_seed(split.seed)
     rng = np.random.default_rng(split.seed)
     model = build_model(cfg.model, plan.dim, len(plan.classes), **model_params(cfg)).to(device)
+    train = [plan.bags[i] for i in split.train]
+    if cfg.standardize:
+        mean, std = feature_stats(train)
+        model.mean.copy_(torch.from_numpy(mean))
+        model.std.copy_(torch.from_numpy(std))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=0.0)
-    train = [plan.bags[i] for i in split.train]
     val = [plan.bags[i] for i in split.val]
     monitor = val if val else train  # no validation patients: the training loss decides
     best, best_state, best_epoch, wait = None, None, 0, 0
@@ -91,7 +122,13 @@ def train_run(
         probs, vloss, _ = predict(model, monitor, device)
         score = _val_score(monitor, probs, vloss) if val else (-1.0, -vloss)
         history.append(
-            {"epoch": epoch + 1, "train_loss": total / max(1, len(train)), "val_loss": vloss, "val_auc": score[0] if score[0] >= 0 else None, "seconds": round(time.perf_counter() - t0, 3)}
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / max(1, len(train)),
+                "val_loss": vloss,
+                "val_auc": score[0] if score[0] >= 0 else None,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
         )
         if tick:
             tick(f"{split.name} epoch {epoch + 1}: loss {history[-1]['train_loss']:.3f}, val {vloss:.3f}")
@@ -154,19 +191,35 @@ def train_mil(
             }
         )
         predictions += [
-            {"run": split.name, "slide_id": b.slide_id, "label": plan.classes[b.label], "pred": plan.classes[int(p.argmax())], **{f"p_{c}": float(v) for c, v in zip(plan.classes, p, strict=True)}}
+            {
+                "run": split.name,
+                "slide_id": b.slide_id,
+                "label": plan.classes[b.label],
+                "pred": plan.classes[int(p.argmax())],
+                **{f"p_{c}": float(v) for c, v in zip(plan.classes, p, strict=True)},
+            }
             for b, p in zip(test, probs, strict=True)
         ]
     write_json(
         out / MODEL_FILE,
-        {"model": cfg.model, "params": model_params(cfg), "d_feat": plan.dim, "classes": plan.classes, "encoder": plan.encoder, "config": json.loads(cfg.model_dump_json()), "checkpoints": [r["checkpoint"] for r in runs]},
+        {
+            "model": cfg.model,
+            "params": model_params(cfg),
+            "d_feat": plan.dim,
+            "classes": plan.classes,
+            "encoder": plan.encoder,
+            "config": json.loads(cfg.model_dump_json()),
+            "checkpoints": [r["checkpoint"] for r in runs],
+        },
     )
     result = _result(plan, benchmark, cfg.model, protocol, runs, "train")
     write_mil_results(out, result, predictions)
     return result
 
 
-def _result(plan: BagPlan, benchmark: str, kind: str, protocol: str, runs: list[dict[str, Any]], how: str) -> dict[str, Any]:
+def _result(
+    plan: BagPlan, benchmark: str, kind: str, protocol: str, runs: list[dict[str, Any]], how: str
+) -> dict[str, Any]:
     entry = {**summarise(runs), "protocol": protocol, "n_runs": len(runs), "runs": runs}
     return {
         "benchmark": benchmark,
@@ -189,7 +242,9 @@ def load_trained(model_dir: Path, device: str) -> tuple[dict[str, Any], list[tup
 
     desc_file = Path(model_dir) / MODEL_FILE
     if not desc_file.is_file():
-        raise FileNotFoundError(f"no {MODEL_FILE} in {model_dir}; train first with `pathgen mil train --out {model_dir}`")
+        raise FileNotFoundError(
+            f"no {MODEL_FILE} in {model_dir}; train first with `pathgen mil train --out {model_dir}`"
+        )
     desc = json.loads(desc_file.read_text(encoding="utf-8"))
     models = []
     for rel in desc["checkpoints"]:
@@ -218,27 +273,54 @@ def eval_mil(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     desc, models = load_trained(model_dir, device)
     if desc["classes"] != plan.classes:
-        raise ValueError(f"the model was trained on classes {desc['classes']}, these labels have {plan.classes}")
+        raise ValueError(
+            f"the model was trained on classes {desc['classes']}, these labels have {plan.classes}"
+        )
     if desc["d_feat"] != plan.dim:
         raise ValueError(f"the model takes {desc['d_feat']}-d features, these files hold {plan.dim}-d")
     if desc.get("encoder") and plan.encoder and desc["encoder"] != plan.encoder:
-        plan.problems.append({"slide_id": "(all)", "problem": f"features from {plan.encoder}, model trained on {desc['encoder']}"})
+        plan.problems.append(
+            {
+                "slide_id": "(all)",
+                "problem": f"features from {plan.encoder}, model trained on {desc['encoder']}",
+            }
+        )
     runs, predictions, heat = [], [], []
     for i, (name, model) in enumerate(models):
         probs, _, attn = predict(model, plan.bags, device, attention=i == 0)
         metrics = slide_metrics([b.label for b in plan.bags], probs, plan.classes)
-        runs.append({"run": name, "n_test": len(plan.bags), **{k: metrics[k] for k in ("macro_auc", "balanced_accuracy", "weighted_f1", "accuracy")}, "confusion_matrix": metrics["confusion_matrix"]})
+        runs.append(
+            {
+                "run": name,
+                "n_test": len(plan.bags),
+                **{k: metrics[k] for k in ("macro_auc", "balanced_accuracy", "weighted_f1", "accuracy")},
+                "confusion_matrix": metrics["confusion_matrix"],
+            }
+        )
         predictions += [
-            {"run": name, "slide_id": b.slide_id, "label": plan.classes[b.label], "pred": plan.classes[int(p.argmax())], **{f"p_{c}": float(v) for c, v in zip(plan.classes, p, strict=True)}}
+            {
+                "run": name,
+                "slide_id": b.slide_id,
+                "label": plan.classes[b.label],
+                "pred": plan.classes[int(p.argmax())],
+                **{f"p_{c}": float(v) for c, v in zip(plan.classes, p, strict=True)},
+            }
             for b, p in zip(plan.bags, probs, strict=True)
         ]
         if i == 0 and desc["model"] != "meanpool":
             for bag, a, p in list(zip(plan.bags, attn, probs, strict=True))[:heatmaps]:
-                title = f"{bag.slide_id}: true {plan.classes[bag.label]}, predicted {plan.classes[int(p.argmax())]} ({p.max():.2f})"
+                pred = plan.classes[int(p.argmax())]
+                title = f"{bag.slide_id}: true {plan.classes[bag.label]}, predicted {pred} ({p.max():.2f})"
                 try:
-                    heat.append(str(write_heatmap(bag.path, a, out / "heatmaps" / f"{bag.slide_id}.png", title, top_k)))
+                    heat.append(
+                        str(
+                            write_heatmap(bag.path, a, out / "heatmaps" / f"{bag.slide_id}.png", title, top_k)
+                        )
+                    )
                 except Exception as exc:  # one slide's picture failing is a row, not the end
-                    plan.problems.append({"slide_id": bag.slide_id, "problem": f"heatmap: {type(exc).__name__}: {exc}"[:300]})
+                    plan.problems.append(
+                        {"slide_id": bag.slide_id, "problem": f"heatmap: {type(exc).__name__}: {exc}"[:300]}
+                    )
     result = _result(plan, benchmark, desc["model"], f"trained runs of {model_dir}", runs, "eval")
     result["heatmaps"] = heat
     write_mil_results(out, result, predictions)
