@@ -246,6 +246,11 @@ def mil_eval(
         label_set, plan = _labels(labels, fmt, classes, features)
         if split and any(b.split for b in plan.bags):
             plan.bags = [b for b in plan.bags if b.split == split]
+        elif not any(b.split for b in plan.bags):
+            console.print(
+                "[yellow]note:[/] the labels have no split column: every labelled slide is scored, "
+                "including those the runs trained on (k-fold results are in the train folder)"
+            )
         if not plan.bags:
             raise ValueError("no usable slides to evaluate")
         _print_problems(plan.problems)
