@@ -101,3 +101,10 @@ def test_slide_metrics_and_summary():
         ]
     )
     assert s["macro_auc"] == 0.75 and s["macro_auc_std"] == 0.25 and s["accuracy"] == 0.5
+
+
+def test_heatmaps_take_the_classes_in_turn():
+    from pathgen.mil.train import _round_robin
+
+    assert _round_robin([0, 0, 0, 1, 1, 2]) == [0, 3, 5, 1, 4, 2]
+    assert _round_robin([]) == []

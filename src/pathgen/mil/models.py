@@ -176,7 +176,9 @@ class Standardized(nn.Module):
         return self.inner((x - self.mean) / self.std)
 
 
-def build_model(kind: str, d_feat: int, n_classes: int, standardize: bool = False, **params: Any) -> nn.Module:
+def build_model(
+    kind: str, d_feat: int, n_classes: int, standardize: bool = False, **params: Any
+) -> nn.Module:
     if kind == "meanpool":
         model: nn.Module = MeanPoolMIL(d_feat, n_classes, **params)
     elif kind == "abmil":

@@ -254,6 +254,15 @@ def load_trained(model_dir: Path, device: str) -> tuple[dict[str, Any], list[tup
     return desc, models
 
 
+def _round_robin(labels: list[int]) -> list[int]:
+    """Slide positions taking each class in turn, so a few heatmaps show every class."""
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    queues = [by_class[c] for c in sorted(by_class)]
+    return [q[r] for r in range(max(map(len, queues), default=0)) for q in queues if r < len(q)]
+
+
 def eval_mil(
     plan: BagPlan,
     model_dir: Path,
@@ -308,7 +317,8 @@ def eval_mil(
             for b, p in zip(plan.bags, probs, strict=True)
         ]
         if i == 0 and desc["model"] != "meanpool":
-            for bag, a, p in list(zip(plan.bags, attn, probs, strict=True))[:heatmaps]:
+            for k in _round_robin([b.label for b in plan.bags])[:heatmaps]:
+                bag, a, p = plan.bags[k], attn[k], probs[k]
                 pred = plan.classes[int(p.argmax())]
                 title = f"{bag.slide_id}: true {plan.classes[bag.label]}, predicted {pred} ({p.max():.2f})"
                 try:
