@@ -300,6 +300,30 @@ class ReviewConfig(_Section):
     port: int = Field(8765, ge=0, le=65535)
 
 
+class MilConfig(_Section):
+    """Slide-level multiple-instance learning (``pathgen mil``): ACMIL's published recipe by default
+    (AdamW, weight decay 1e-5, batch of one slide, cosine to 0, best epoch on validation)."""
+
+    model: Literal["meanpool", "abmil", "acmil"] = "abmil"
+    epochs: int = Field(50, gt=0, description="most epochs per run (early stopping may end sooner)")
+    patience: int = Field(10, ge=1, description="epochs without a better validation score before stopping")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    d_inner: int = Field(128, gt=0, description="width after the first Linear+ReLU (ACMIL's D_inner)")
+    d_attn: int = Field(128, gt=0, description="hidden width of the gated attention (ACMIL's D)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    standardize: bool = Field(
+        True, description="z-score features with the training slides' mean/std (CLIP features are unit-norm)"
+    )
+    n_token: int = Field(5, ge=1, description="ACMIL attention branches")
+    n_masked_patch: int = Field(10, ge=0, description="ACMIL: top instances per branch that may be masked")
+    mask_drop: float = Field(0.6, ge=0, le=1, description="ACMIL: share of those top instances masked")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    folds: int = Field(5, ge=2, description="k of the k-fold by slide (patients together) without a split")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of training slides held for validation")
+    device: str | None = Field(None, description="'cuda', 'cpu', ...; None picks cuda when available")
+
+
 class ExecutorConfig(_Section):
     """How items of every stage are run: on this machine, or as Ray tasks (a cluster or local Ray)."""
 
@@ -457,6 +481,7 @@ def section_model(name: str) -> type[BaseModel]:
         for key, info in RunConfig.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
     }
+    sections["mil"] = MilConfig  # a stand-alone command's settings, not part of a run's config
     if name not in sections:
         raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
     return sections[name]

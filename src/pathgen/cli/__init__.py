@@ -14,6 +14,7 @@ from pathgen.cli import (  # noqa: F401  (registers the commands)
     evaluate,
     export,
     ingest,
+    mil,
     pipeline,
     plan,
     review,

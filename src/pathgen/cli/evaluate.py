@@ -167,7 +167,9 @@ def _order(col: str) -> tuple[int, str, int]:
 @eval_app.command("compare")
 def eval_compare(
     dirs: list[Path] = typer.Argument(..., help="result folders (or results.json files) of `pathgen eval`"),
-    metric: str = typer.Option("accuracy", "--metric", help="accuracy | balanced_accuracy | weighted_f1"),
+    metric: str = typer.Option(
+        "accuracy", "--metric", help="accuracy | balanced_accuracy | weighted_f1 | macro_auc (MIL)"
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="also write the markdown table here"),
 ) -> None:
     """Put several models' results side by side (one column per model)."""

@@ -12,6 +12,7 @@ from typing import Any
 from pathgen.rundir import atomic_path, atomic_write, write_json
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1")
+SLIDE_METRICS = ("macro_auc",)  # slide-level (MIL) results also carry it; patch results leave it blank
 TASK_ORDER = ("zeroshot", "linear", "fewshot", "retrieval")
 
 
@@ -73,7 +74,8 @@ def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 if entry.get("quadratic_kappa") is not None
                 else {}
             )
-            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}, **kappa})
+            slide = {m: entry[m] for m in SLIDE_METRICS if entry.get(m) is not None}
+            rows.append({"task": task, **{m: entry[m] for m in HEADLINE}, **kappa, **slide})
     return rows
 
 
@@ -158,8 +160,8 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
     Retrieval has no accuracy; putting R@1 under an "accuracy" heading would invite comparing
     numbers that mean different things.
     """
-    if metric not in HEADLINE:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(HEADLINE)}")
+    if metric not in HEADLINE + SLIDE_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(HEADLINE + SLIDE_METRICS)}")
     results = [load_result(p) for p in paths]
     models = _model_labels(results, paths)
     classification: dict[tuple[str, str], dict[str, Any]] = {}
@@ -176,6 +178,7 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
                 value = row.get(metric, "skipped" if "skipped" in row else None)
                 classification.setdefault((bench, row["task"]), {"benchmark": bench, "task": row["task"]})
                 classification[(bench, row["task"])][label] = value
+    models = list(dict.fromkeys(models))  # a model with several result folders is one column
     class_rows = [classification[k] for k in sorted(classification, key=_row_order)]
     retr_rows = [retrieval[k] for k in sorted(retrieval, key=lambda k: (k[0], _col_order(k[1])))]
     parts = []
@@ -187,11 +190,18 @@ def compare(paths: Sequence[Path], metric: str = "accuracy") -> tuple[str, list[
 
 
 def _model_labels(results: list[dict[str, Any]], paths: Sequence[Path]) -> list[str]:
-    """Column labels: the model spec, with the folder added when two folders share a model."""
+    """Column labels: the model spec, with the folder added when two folders share a model on the
+    same benchmark. One model on different benchmarks (its patch results and its slide-level MIL
+    results) shares one column."""
     models: list[str] = []
+    benches: dict[str, set[str]] = {}
     for res, p in zip(results, paths, strict=True):
         label = res.get("model", str(p))
-        models.append(label if label not in models else f"{label} ({p})")
+        bench = res.get("benchmark", "?")
+        if bench in benches.get(label, set()):
+            label = f"{label} ({p})"
+        benches.setdefault(label, set()).add(bench)
+        models.append(label)
     return models
 
 
