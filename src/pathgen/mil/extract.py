@@ -108,7 +108,8 @@ def features_stage(
         ],
         cfg.batch_size,
     )
-    results, encoder, where = _runner(job, spec, cfg, executor)
+    runner = _runner(spec, cfg, executor)
+    results, encoder, where = runner.run(job), runner.encoder, runner.where
     summary["device"] = where
     assembler = SlideAssembler(job, encoder.dim)
     from pathgen.executors.progress import progress
