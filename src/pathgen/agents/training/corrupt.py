@@ -107,10 +107,16 @@ def add_sentence(text: str, foreign: Sequence[str], rng: random.Random) -> Corru
     """Insert a sentence of another tissue's description that this text does not contain."""
     parts = sentences(text)
     own = {s.lower() for s in parts}
-    pool = [s for s in foreign if s.lower() not in own and len(s.split()) >= 4]
-    if not pool or not parts:
+    # Whole sentences only, inserted after a sentence end: the corrupted text splits back the same way.
+    pool = [s for s in foreign if s.lower() not in own and len(s.split()) >= 4 and _whole(s)]
+    places = [i for i in range(1, len(parts) + 1) if parts[i - 1][-1:] in ".!?"]
+    if not pool or not places:
         return None
-    return Corruption("addition", rng.randint(1, len(parts)), rng.choice(pool))
+    return Corruption("addition", rng.choice(places), rng.choice(pool))
+
+
+def _whole(sentence: str) -> bool:
+    return sentence[-1:] in ".!?" and (sentence[:1].isupper() or sentence[:1].isdigit() or sentence[:1] == "(")
 
 
 def delete_sentence(text: str, rng: random.Random) -> Corruption | None:
