@@ -24,7 +24,9 @@ app.add_typer(agents_app, name="agents", rich_help_panel=MODELS)
 
 @agents_app.command("data")
 def data_cmd(
-    run: Path = typer.Argument(..., help="run directory (selected.parquet; journal for the run's own captions)"),
+    run: Path = typer.Argument(
+        ..., help="run directory (selected.parquet; journal for the run's own captions)"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="dataset folder (replaced as a whole when complete)"),
     teacher_model: str = typer.Option(
         None, "--teacher-model", help="describe targets from this generator: tiny, hf:DIR, or a served name"
@@ -54,31 +56,44 @@ def data_cmd(
     if teacher_model and descriptions:
         raise fail("give --teacher-model or --descriptions, not both")
     try:
-        cfg = AgentDataConfig(validation_fraction=validation_fraction, copies=copies, image_size=image_size, seed=seed)
+        cfg = AgentDataConfig(
+            validation_fraction=validation_fraction, copies=copies, image_size=image_size, seed=seed
+        )
         teacher = None
         if teacher_model:
             teacher = CaptionConfig(
                 model=teacher_model, base_url=list(base_url) if base_url else None, api_key_env=api_key_env
             )
-        manifest = agent_data_from_run(run, out, cfg, descriptions=descriptions, teacher=teacher, progress=progress)
+        manifest = agent_data_from_run(
+            run, out, cfg, descriptions=descriptions, teacher=teacher, progress=progress
+        )
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     rows = [{"set": a, **c} for a, c in manifest["counts"].items()]
     console.print(summary_table(f"agent sets in {out}", rows, ["set", "train", "validation"]))
-    console.print(f"revise kinds: {manifest['revise_kinds']}; slides: "
-                  f"{len(manifest['slides']['train'])} train / {len(manifest['slides']['validation'])} validation")  # fmt: skip
+    slides = manifest["slides"]
+    console.print(
+        f"revise kinds: {manifest['revise_kinds']}; slides: "
+        f"{len(slides['train'])} train / {len(slides['validation'])} validation"
+    )
     if manifest["problems"]:
-        console.print(f"[yellow]{manifest['problems']} input rows skipped[/] (see {out / 'problems.jsonl'}): "
-                      f"{manifest['problem_reasons']}")  # fmt: skip
+        console.print(
+            f"[yellow]{manifest['problems']} input rows skipped[/] (see {out / 'problems.jsonl'}): "
+            f"{manifest['problem_reasons']}"
+        )
 
 
 @agents_app.command("train")
 def train_cmd(
     agent: str = typer.Option(..., "--agent", help="describe | revise | summarize"),
-    base: str = typer.Option(..., "--base", help="'tiny' (built in code) or a transformers VLM: hub id or folder"),
+    base: str = typer.Option(
+        ..., "--base", help="'tiny' (built in code) or a transformers VLM: hub id or folder"
+    ),
     data: Path = typer.Option(..., "--data", help="folder written by `pathgen agents data`"),
     out: Path = typer.Option(..., "--out", "-o", help="model folder (a re-run resumes from its checkpoints)"),
-    lora: bool = typer.Option(False, "--lora/--full", help="LoRA adapters (merged at the end) or full tuning"),
+    lora: bool = typer.Option(
+        False, "--lora/--full", help="LoRA adapters (merged at the end) or full tuning"
+    ),
     epochs: float = typer.Option(3.0, "--epochs"),
     max_steps: int = typer.Option(-1, "--max-steps", help="> 0 overrides --epochs"),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="per device"),
@@ -87,7 +102,9 @@ def train_cmd(
     lora_r: int = typer.Option(16, "--lora-r", min=1),
     max_length: int = typer.Option(None, "--max-length", min=1, help="truncate longer samples (tokens)"),
     save_steps: int = typer.Option(200, "--save-steps", min=1),
-    gpus: int = typer.Option(1, "--gpus", min=1, help="> 1 re-launches under torchrun with this many processes"),
+    gpus: int = typer.Option(
+        1, "--gpus", min=1, help="> 1 re-launches under torchrun with this many processes"
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune one agent with TRL's SFTTrainer (image + chat template) and write a merged model.
@@ -118,7 +135,9 @@ def train_cmd(
             raise typer.Exit(code)
         return
     try:
-        summary = train_agent(agent, base, data, out, cfg, echo=lambda line: console.print(line, markup=False))
+        summary = train_agent(
+            agent, base, data, out, cfg, echo=lambda line: console.print(line, markup=False)
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(
@@ -131,9 +150,13 @@ def train_cmd(
 @agents_app.command("eval")
 def eval_cmd(
     agent: str = typer.Option(..., "--agent", help="describe | revise | summarize"),
-    model: str = typer.Option(..., "--model", "-m", help="generator: hf:DIR, tiny, or a served name with --base-url"),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="generator: hf:DIR, tiny, or a served name with --base-url"
+    ),
     data: Path = typer.Option(..., "--data", help="folder written by `pathgen agents data`"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, results.md, predictions.jsonl"),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="folder for results.json, results.md, predictions.jsonl"
+    ),
     base_url: list[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server(s) of --model"),
     api_key_env: str = typer.Option(None, "--api-key-env"),
     encoder: str = typer.Option(None, "--encoder", help="describe: encoder spec for embedding similarity"),

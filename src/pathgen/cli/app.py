@@ -13,7 +13,8 @@ MODELS = "Models"
 # The order `pathgen --help` lists commands in: the pipeline's, not the alphabet's (nor the order
 # in which modules happen to be imported, which a formatter may sort).
 COMMAND_ORDER = (
-    "tile", "embed", "select", "caption", "export", "plan", "run", "demo", "ingest", "train", "eval", "agents",
+    "tile", "embed", "select", "caption", "export", "plan", "run", "demo", "ingest", "train", "eval",
+    "agents",
 )  # fmt: skip
 
 

@@ -36,7 +36,9 @@ def test_every_corruption_differs_by_exactly_its_recorded_edit(pathgen_captions)
                 assert len(dst) == len(src) - 1 and src[c.index] == c.text == edit["after"]
                 assert src[: c.index] + src[c.index + 1 :] == dst and edit["type"] == "add"
             else:  # one term changed into another of its group, nothing else
-                assert len(dst) == len(src) and [a == b for a, b in zip(src, dst)].count(False) == 1
+                assert (
+                    len(dst) == len(src) and [a == b for a, b in zip(src, dst, strict=True)].count(False) == 1
+                )
                 assert dst[c.index].replace(edit["before"], edit["after"], 1) == src[c.index]
                 assert c.before.lower() != c.after.lower() and c.subkind
     assert min(made.values()) > 150  # the vocabulary covers most real captions
@@ -64,6 +66,8 @@ def test_the_target_is_what_the_chain_revise_agent_outputs():
     c = Corruption("deletion", 1, "Mitoses are frequent.")
     target = revise_target("Sheets of cells. Mitoses are frequent.", [c.undo_edit()])
     parsed = parse_revision(target)
-    assert [e.model_dump() for e in parsed.edits] == [{"type": "add", "before": "", "after": "Mitoses are frequent."}]
+    assert [e.model_dump() for e in parsed.edits] == [
+        {"type": "add", "before": "", "after": "Mitoses are frequent."}
+    ]
     assert parsed.revised == "Sheets of cells. Mitoses are frequent."
     assert json.loads(target) == {"edits": [c.undo_edit()], "revised": parsed.revised}

@@ -48,8 +48,10 @@ def test_bad_rows_are_reported_per_row_and_skipped(built):
     out, manifest, items, problems = built
     assert len(items) == 24
     assert [(p["row"], p["reason"].split(":")[0]) for p in problems] == [
-        (25, "image not found"), (26, "empty text"), (27, "duplicate key (an earlier row has this tile or image)")
-    ]  # fmt: skip
+        (25, "image not found"),
+        (26, "empty text"),
+        (27, "duplicate key (an earlier row has this tile or image)"),
+    ]
     written = [json.loads(line) for line in (out / "problems.jsonl").read_text().splitlines()]
     assert written == problems and manifest["problems"] == 3
 
@@ -64,7 +66,9 @@ def test_three_sets_in_three_formats_split_by_slide(built):
         for split in ("train", "validation"):
             llava = json.loads((out / agent / f"llava_{split}.json").read_text())
             chat = [json.loads(x) for x in (out / agent / f"chat_{split}.jsonl").read_text().splitlines()]
-            ds = load_dataset("parquet", data_files=str(out / agent / "hf" / f"{split}.parquet"), split="train")
+            ds = load_dataset(
+                "parquet", data_files=str(out / agent / "hf" / f"{split}.parquet"), split="train"
+            )
             n = manifest["counts"][agent][split]
             assert n > 0 and len(llava) == len(chat) == len(ds) == n
             assert {r["slide_id"] for r in chat} <= (train_slides if split == "train" else val_slides)
@@ -80,8 +84,12 @@ def test_three_sets_in_three_formats_split_by_slide(built):
 
 
 def test_each_revise_sample_differs_from_its_source_by_exactly_the_recorded_edits(built):
-    out, manifest, _, _ = built
-    rows = [json.loads(x) for s in ("train", "validation") for x in (out / "revise" / f"chat_{s}.jsonl").read_text().splitlines()]
+    out, _, _, _ = built
+    rows = [
+        json.loads(x)
+        for s in ("train", "validation")
+        for x in (out / "revise" / f"chat_{s}.jsonl").read_text().splitlines()
+    ]
     assert {r["meta"]["kind"] for r in rows} == {"clean", "addition", "deletion", "modification"}
     for r in rows:
         meta = r["meta"]
@@ -108,27 +116,60 @@ def test_a_failure_leaves_nothing_half_written(tmp_path, built, monkeypatch):
 
 def test_teacher_descriptions_through_the_engine_are_resumable(cmu_run, tmp_path):
     runner = CliRunner()
-    args = ["agents", "data", str(cmu_run.root), "--out", str(tmp_path / "sets"), "--teacher-model", "tiny",
-            "--no-progress", "--image-size", "64"]  # fmt: skip
+    args = [
+        "agents",
+        "data",
+        str(cmu_run.root),
+        "--out",
+        str(tmp_path / "sets"),
+        "--teacher-model",
+        "tiny",
+        "--no-progress",
+        "--image-size",
+        "64",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     with Journal(cmu_run.root / "agents_teacher.sqlite") as journal:
         rows = journal.rows()
-    assert len(rows) == 12 and {r["agent"] for r in rows} == {"describe"} and {r["model"] for r in rows} == {"tiny"}
+    assert (
+        len(rows) == 12
+        and {r["agent"] for r in rows} == {"describe"}
+        and {r["model"] for r in rows} == {"tiny"}
+    )
     manifest = json.loads((tmp_path / "sets" / "manifest.json").read_text())
-    assert manifest["counts"]["describe"]["train"] == 12 and manifest["sources"]["describe"]["kind"] == "teacher"
-    chat = [json.loads(x) for x in (tmp_path / "sets" / "describe" / "chat_train.jsonl").read_text().splitlines()]
+    assert (
+        manifest["counts"]["describe"]["train"] == 12 and manifest["sources"]["describe"]["kind"] == "teacher"
+    )
+    chat = [
+        json.loads(x) for x in (tmp_path / "sets" / "describe" / "chat_train.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["messages"][-1]["content"] for r in chat) == sorted(r["output"] for r in rows)
-    assert "findings from the slide's pathology report: Sections show skin" in chat[0]["messages"][1]["content"][1]["text"]
+    assert (
+        "findings from the slide's pathology report: Sections show skin"
+        in chat[0]["messages"][1]["content"][1]["text"]
+    )
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     with Journal(cmu_run.root / "agents_teacher.sqlite") as journal:
-        assert [r["created_at"] for r in journal.rows()] == [r["created_at"] for r in rows]  # nothing asked again
+        assert [r["created_at"] for r in journal.rows()] == [
+            r["created_at"] for r in rows
+        ]  # nothing asked again
 
 
 def test_descriptions_and_teacher_together_are_refused(cmu_run, tmp_path):
     result = CliRunner().invoke(
-        app, ["agents", "data", str(cmu_run.root), "--out", str(tmp_path / "o"), "--teacher-model", "tiny",
-              "--descriptions", str(tmp_path / "d.csv")],
-    )  # fmt: skip
+        app,
+        [
+            "agents",
+            "data",
+            str(cmu_run.root),
+            "--out",
+            str(tmp_path / "o"),
+            "--teacher-model",
+            "tiny",
+            "--descriptions",
+            str(tmp_path / "d.csv"),
+        ],
+    )
     assert result.exit_code == 2 and "not both" in result.output

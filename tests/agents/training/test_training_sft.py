@@ -10,9 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pathgen.agents.training.config import AgentTrainConfig
+from pathgen.agents.training.config import AgentDataConfig, AgentTrainConfig
 from pathgen.agents.training.data import build_agent_data
-from pathgen.agents.training.config import AgentDataConfig
 from pathgen.agents.training.sources import load_descriptions
 from pathgen.agents.training.train import train_agent
 from pathgen.cli import app
@@ -24,7 +23,10 @@ def small_sets(tmp_path_factory, crc_patches, pathgen_captions) -> Path:
     tmp = tmp_path_factory.mktemp("small")
     records = json.loads(pathgen_captions.read_text())[:10]
     patches = sorted(crc_patches.glob("*/*.png"))
-    rows = [{"image": str(patches[i]), "text": r["caption"], "slide_id": r["wsi_id"]} for i, r in enumerate(records)]
+    rows = [
+        {"image": str(patches[i]), "text": r["caption"], "slide_id": r["wsi_id"]}
+        for i, r in enumerate(records)
+    ]
     (tmp / "d.json").write_text(json.dumps(rows))
     items, problems = load_descriptions(tmp / "d.json")
     build_agent_data(items, tmp / "sets", AgentDataConfig(image_size=32), problems)
@@ -41,7 +43,14 @@ def trained(tmp_path_factory, small_sets) -> tuple[Path, dict]:
 
 def test_train_writes_a_merged_model_folder_with_card_and_curve(trained):
     out, summary = trained
-    for name in ("config.json", "model.safetensors", "processor_config.json", "README.md", "loss_curve.png", "training.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "README.md",
+        "loss_curve.png",
+        "training.json",
+    ):
         assert (out / name).is_file(), name
     assert summary["steps"] == 3 and summary["first_loss"] > 0 and summary["train_samples"] > 0
     card = (out / "README.md").read_text()
@@ -86,9 +95,24 @@ def test_pathgen_caption_uses_the_trained_model(trained, cmu_run):
 def test_agents_eval_writes_results_json_and_markdown(trained, small_sets, tmp_path):
     out, _ = trained
     result = CliRunner().invoke(
-        app, ["agents", "eval", "--agent", "revise", "--model", f"hf:{out}", "--data", str(small_sets),
-              "--out", str(tmp_path / "ev"), "--limit", "4", "--max-tokens", "24"],
-    )  # fmt: skip
+        app,
+        [
+            "agents",
+            "eval",
+            "--agent",
+            "revise",
+            "--model",
+            f"hf:{out}",
+            "--data",
+            str(small_sets),
+            "--out",
+            str(tmp_path / "ev"),
+            "--limit",
+            "4",
+            "--max-tokens",
+            "24",
+        ],
+    )
     assert result.exit_code == 0, result.output
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     m = res["metrics"]

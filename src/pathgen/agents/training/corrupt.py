@@ -95,7 +95,7 @@ def undo(text: str, corruptions: Sequence[Corruption]) -> str:
             if parts[c.index] != c.text:
                 raise ValueError(f"modification at {c.index} does not match the text")
             pattern = term_pattern(c.after)
-            parts[c.index] = pattern.sub(lambda m: c.before, c.text, count=1)
+            parts[c.index] = pattern.sub(c.before.replace("\\", "\\\\"), c.text, count=1)
     return join(parts)
 
 
@@ -116,7 +116,9 @@ def add_sentence(text: str, foreign: Sequence[str], rng: random.Random) -> Corru
 
 
 def _whole(sentence: str) -> bool:
-    return sentence[-1:] in ".!?" and (sentence[:1].isupper() or sentence[:1].isdigit() or sentence[:1] == "(")
+    return sentence[-1:] in ".!?" and (
+        sentence[:1].isupper() or sentence[:1].isdigit() or sentence[:1] == "("
+    )
 
 
 def delete_sentence(text: str, rng: random.Random) -> Corruption | None:

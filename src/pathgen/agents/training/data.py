@@ -110,14 +110,14 @@ def agent_data_from_run(
     elif teacher is not None:
         if not tiles:
             raise FileNotFoundError(f"{run.selected} not found: run `pathgen select` first")
-        items, problems, summary = teacher_descriptions(run, list(tiles.values()), teacher, cfg.image_size, progress)
+        items, problems, summary = teacher_descriptions(
+            run, list(tiles.values()), teacher, cfg.image_size, progress
+        )
         sources["describe"] = {"kind": "teacher", **summary}
     else:
         items, problems = run_captions(run, tiles, cfg.image_size)
         if not items:
-            raise ValueError(
-                f"{run.root} has no finished captions: give --teacher-model or --descriptions"
-            )
+            raise ValueError(f"{run.root} has no finished captions: give --teacher-model or --descriptions")
         sources["describe"] = {"kind": "run"}
     if tiles:  # the run's own summaries that passed the checks are the summarize targets
         from pathgen.agents.training.sources import run_captions as _captions

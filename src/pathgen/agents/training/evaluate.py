@@ -87,7 +87,9 @@ def _rate(hits: int, n: int) -> float | None:
     return round(hits / n, 4) if n else None
 
 
-def score_revise(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_revise(
+    records: list[dict[str, Any]], answers: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows = []
     for rec, ans in zip(records, answers, strict=True):
         meta = rec["meta"]
@@ -103,7 +105,8 @@ def score_revise(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -
         if truth:
             field = "after" if want == "add" else "before"
             located = any(
-                e["type"] == want and overlap_f1(e[field] or e["after"] or e["before"], truth[field]) >= LOCATED_F1
+                e["type"] == want
+                and overlap_f1(e[field] or e["after"] or e["before"], truth[field]) >= LOCATED_F1
                 for e in edits
             )
         rows.append({
@@ -184,7 +187,8 @@ def score_summarize(
         desc, pred = rec["meta"]["description"], " ".join(ans["text"].split())
         want = terms(desc)
         rows.append({
-            "id": rec["id"], "tokens": count_tokens(pred), "fits": bool(pred) and count_tokens(pred) <= context_length,
+            "id": rec["id"], "tokens": count_tokens(pred),
+            "fits": bool(pred) and count_tokens(pred) <= context_length,
             "kept": (len(terms(pred) & want) / len(want)) if want else None, "answer": pred,
         })  # fmt: skip
     n = len(rows)
@@ -229,7 +233,13 @@ def evaluate_agent(
         "summarize": score_summarize,
     }
     metrics, rows = scorers[agent](records, answers)
-    result = {"agent": agent, "model": model, "data": str(data.resolve()), "split": cfg.split, "metrics": metrics}
+    result = {
+        "agent": agent,
+        "model": model,
+        "data": str(data.resolve()),
+        "split": cfg.split,
+        "metrics": metrics,
+    }
     if out is not None:
         out = Path(out)
         write_json(out / "results.json", result)

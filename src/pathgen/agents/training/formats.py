@@ -86,11 +86,10 @@ def write_hf(records: list[dict[str, Any]], root: Path, path: Path) -> None:
         "id": [r["id"] for r in records],
         "slide_id": [r["slide_id"] for r in records],
         "images": [
-            [{"bytes": (root / r["image"]).read_bytes(), "path": r["image"]}] if r["image"] else [] for r in records
+            [{"bytes": (root / r["image"]).read_bytes(), "path": r["image"]}] if r["image"] else []
+            for r in records
         ],
-        "prompt": [
-            [{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in records
-        ],
+        "prompt": [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in records],
         "completion": [[{"role": "assistant", "content": r["target"]}] for r in records],
         "meta": [json.dumps(r["meta"], sort_keys=True) for r in records],
     }

@@ -42,7 +42,10 @@ def _agents(prompt_version: str, context_length: int) -> dict[str, Agent]:
         "describe": DescribeAgent(load_prompt("describe", prompt_version), None, params),  # type: ignore[arg-type]
         "revise": ReviseAgent(load_prompt("revise", prompt_version), None, params),  # type: ignore[arg-type]
         "summarize": SummarizeAgent(
-            load_prompt("summarize", prompt_version), None, params, context_length=context_length  # type: ignore[arg-type]
+            load_prompt("summarize", prompt_version),
+            None,
+            params,
+            context_length=context_length,  # type: ignore[arg-type]
         ),
     }
 
@@ -106,7 +109,9 @@ def build_records(
                     c = corrupt(item.text, kind, foreign, rng)
                     if c is None:
                         continue
-                    out["revise"].append(_revise_record(agents["revise"], item, base, image, uid, n, [c], kind))
+                    out["revise"].append(
+                        _revise_record(agents["revise"], item, base, image, uid, n, [c], kind)
+                    )
                     n += 1
             caption, source = item.caption, "run"
             if not caption or count_tokens(caption) > context_length:
@@ -120,7 +125,14 @@ def build_records(
 
 
 def _revise_record(
-    agent: Agent, item: Item, base: dict[str, Any], image: str, uid: str, n: int, corruptions: list, kind: str | None
+    agent: Agent,
+    item: Item,
+    base: dict[str, Any],
+    image: str,
+    uid: str,
+    n: int,
+    corruptions: list,
+    kind: str | None,
 ) -> dict[str, Any]:
     corrupted = apply(item.text, corruptions)
     edits = [c.undo_edit() for c in corruptions]

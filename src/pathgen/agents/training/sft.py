@@ -44,7 +44,9 @@ def load_split(data: Path, agent: str, split: str, processor: Any) -> Any:
     ds = ds.select_columns(list(COLUMNS))
     if needs_eos(processor):
         eos = getattr(processor, "tokenizer", processor).eos_token
-        ds = ds.map(lambda row: {"completion": [{**m, "content": m["content"] + eos} for m in row["completion"]]})
+        ds = ds.map(
+            lambda row: {"completion": [{**m, "content": m["content"] + eos} for m in row["completion"]]}
+        )
     return ds
 
 

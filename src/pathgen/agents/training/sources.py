@@ -77,7 +77,9 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    raise ValueError(f"{path}: descriptions must be .csv, .json, .jsonl or .parquet, not {suffix or 'no suffix'}")
+    raise ValueError(
+        f"{path}: descriptions must be .csv, .json, .jsonl or .parquet, not {suffix or 'no suffix'}"
+    )
 
 
 def _open_image(path: Path) -> Callable[[], Any]:
@@ -147,7 +149,17 @@ def load_descriptions(
             continue
         seen.add(full_key)
         items.append(
-            Item(full_key, slide_id, " ".join(text.split()), loader, project, findings, prompt, None, "imported")
+            Item(
+                full_key,
+                slide_id,
+                " ".join(text.split()),
+                loader,
+                project,
+                findings,
+                prompt,
+                None,
+                "imported",
+            )
         )
     return items, problems
 
@@ -159,7 +171,9 @@ def run_tiles(run: RunDir) -> dict[str, CaptionTile]:
     return {t.tile_id: t for t in load_tasks(run)}
 
 
-def run_captions(run: RunDir, tiles: dict[str, CaptionTile], image_size: int) -> tuple[list[Item], list[dict[str, Any]]]:
+def run_captions(
+    run: RunDir, tiles: dict[str, CaptionTile], image_size: int
+) -> tuple[list[Item], list[dict[str, Any]]]:
     """Items from the run's finished chains: the revised description, and the caption when it fit."""
     from pathgen.agents.results import load_caption_records
 
@@ -238,7 +252,9 @@ def teacher_descriptions(
     for tile in tiles:
         row = rows.get(keys[tile.tile_id])
         if row is None or row["status"] not in ("ok", "truncated") or not row["output"].strip():
-            reason = "no answer" if row is None else f"teacher {row['status']}: {row.get('error') or ''}".strip()
+            reason = (
+                "no answer" if row is None else f"teacher {row['status']}: {row.get('error') or ''}".strip()
+            )
             problems.append(problem(None, tile.tile_id, reason))
             continue
         items.append(

@@ -46,7 +46,9 @@ def _texts(data: Path, agent: str) -> list[str]:
     for rec in read_chat(data / agent / "chat_train.jsonl"):
         for m in rec["messages"]:
             content = m["content"]
-            texts.extend([content] if isinstance(content, str) else [p["text"] for p in content if p.get("text")])
+            texts.extend(
+                [content] if isinstance(content, str) else [p["text"] for p in content if p.get("text")]
+            )
     return texts
 
 
@@ -99,7 +101,8 @@ def loss_curve(history: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def card(summary: dict[str, Any]) -> str:
-    s = summary
+    s, c = summary, summary["config"]
+    method = f"LoRA (merged), r={c['lora_r']}" if c["lora"] else "full fine-tuning"
     lines = [
         f"# pathgen {s['agent']} agent",
         "",
@@ -109,9 +112,9 @@ def card(summary: dict[str, Any]) -> str:
         "| | |",
         "|---|---|",
         f"| base | `{s['base']}` |",
-        f"| data | `{s['data']}` ({s['train_samples']} train / {s['validation_samples']} validation samples) |",
-        f"| method | {'LoRA (merged), r=' + str(s['config']['lora_r']) if s['config']['lora'] else 'full fine-tuning'} |",
-        f"| steps | {s['steps']} ({s['epochs']:.2f} epochs), lr {s['config']['lr']}, batch {s['config']['batch_size']} |",
+        f"| data | `{s['data']}` ({s['train_samples']} train / {s['validation_samples']} validation) |",
+        f"| method | {method} |",
+        f"| steps | {s['steps']} ({s['epochs']:.2f} epochs), lr {c['lr']}, batch {c['batch_size']} |",
         f"| loss | {s['first_loss']} -> {s['last_loss']} |",
         f"| validation loss | {s['eval_loss']} |",
         f"| time | {s['seconds']:.1f} s |",
@@ -144,7 +147,9 @@ def train_agent(
     if agent not in ("describe", "revise", "summarize"):
         raise ValueError(f"unknown agent {agent!r}; agents: describe, revise, summarize")
     if not (data / agent / "hf" / "train.parquet").is_file():
-        raise FileNotFoundError(f"{data / agent / 'hf' / 'train.parquet'} not found: run `pathgen agents data`")
+        raise FileNotFoundError(
+            f"{data / agent / 'hf' / 'train.parquet'} not found: run `pathgen agents data`"
+        )
     torch.manual_seed(cfg.seed)
     cuda = torch.cuda.is_available()
     model, processor = load_base(base, data, agent, cfg.seed, cuda)
@@ -155,7 +160,9 @@ def train_agent(
     eval_ds = eval_ds if len(eval_ds) else None
     out.mkdir(parents=True, exist_ok=True)
     args = sft.sft_config(out, cfg, cuda, eval_ds is not None)
-    trainer = sft.make_trainer(model, processor, train_ds, eval_ds, args, sft.lora_config(cfg) if cfg.lora else None)
+    trainer = sft.make_trainer(
+        model, processor, train_ds, eval_ds, args, sft.lora_config(cfg) if cfg.lora else None
+    )
     last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
     if last:
         echo(f"resuming from {last}")
@@ -181,7 +188,11 @@ def train_agent(
         "seconds": seconds,
         "samples_per_s": round(len(train_ds) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9), 3),
         "resumed_from": last,
-        "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
+        "versions": {
+            "trl": trl.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
         "history": history,
     }
     if trainer.is_world_process_zero():

@@ -9,23 +9,43 @@ on word boundaries; a group is a set of mutually exclusive alternatives.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "grade": ("low-grade", "high-grade", "intermediate-grade"),
     "differentiation": ("well differentiated", "moderately differentiated", "poorly differentiated"),
     "differentiation_hyphen": ("well-differentiated", "moderately-differentiated", "poorly-differentiated"),
     "cell_type": (
-        "lymphocytes", "plasma cells", "neutrophils", "eosinophils", "macrophages", "histiocytes",
-        "fibroblasts", "adipocytes", "keratinocytes", "melanocytes", "hepatocytes",
-    ),  # fmt: skip
+        "lymphocytes",
+        "plasma cells",
+        "neutrophils",
+        "eosinophils",
+        "macrophages",
+        "histiocytes",
+        "fibroblasts",
+        "adipocytes",
+        "keratinocytes",
+        "melanocytes",
+        "hepatocytes",
+    ),
     "tumor_type": (
-        "adenocarcinoma", "squamous cell carcinoma", "urothelial carcinoma", "melanoma", "sarcoma",
+        "adenocarcinoma",
+        "squamous cell carcinoma",
+        "urothelial carcinoma",
+        "melanoma",
+        "sarcoma",
         "lymphoma",
-    ),  # fmt: skip
+    ),
     "architecture": (
-        "glandular", "papillary", "solid", "cribriform", "trabecular", "acinar", "tubular", "fascicular",
-    ),  # fmt: skip
+        "glandular",
+        "papillary",
+        "solid",
+        "cribriform",
+        "trabecular",
+        "acinar",
+        "tubular",
+        "fascicular",
+    ),
     "counts": ("numerous", "few", "scattered", "rare", "abundant", "occasional", "frequent"),
     "nuclei": ("hyperchromatic", "vesicular", "pale"),
     "pleomorphism": ("pleomorphic", "uniform", "monomorphic"),
@@ -49,7 +69,7 @@ KIND_OF_GROUP = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def term_pattern(term: str) -> re.Pattern[str]:
     """``term`` on word boundaries, case-insensitive (``-`` and spaces inside are literal)."""
     return re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)
