@@ -116,14 +116,8 @@ def test_describe_hallucination_counts_report_terms_the_reference_lacks():
 
 
 def test_summarize_fit_and_information_kept():
-    recs = [
-        {
-            "id": "1",
-            "meta": {
-                "description": "Glandular adenocarcinoma with hyperchromatic nuclei and scattered lymphocytes."
-            },
-        }
-    ]
+    description = "Glandular adenocarcinoma with hyperchromatic nuclei and scattered lymphocytes."
+    recs = [{"id": "1", "meta": {"description": description}}]
     m, _ = score_summarize(recs, [_answer("Glandular adenocarcinoma with scattered lymphocytes.")])
     assert m["fit_rate"] == 1.0 and m["information_kept"] == pytest.approx(
         4 / 5
