@@ -173,3 +173,19 @@ def test_descriptions_and_teacher_together_are_refused(cmu_run, tmp_path):
         ],
     )
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_a_run_without_captions_needs_a_teacher_or_descriptions(cmu_run, tmp_path):
+    result = CliRunner().invoke(app, ["agents", "data", str(cmu_run.root), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no finished captions" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_several_gpus_relaunch_under_torchrun():
+    from pathgen.agents.training.config import AgentTrainConfig
+    from pathgen.agents.training.train import launch_command, needs_launch
+
+    cmd = launch_command(["--agent", "revise", "--gpus", "4"], 4)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert cmd[5:9] == ["-m", "pathgen.cli", "agents", "train"] and cmd[-2:] == ["--gpus", "4"]
+    assert needs_launch(AgentTrainConfig(gpus=4)) and not needs_launch(AgentTrainConfig(gpus=1))

@@ -114,15 +114,14 @@ def agent_data_from_run(
             run, list(tiles.values()), teacher, cfg.image_size, progress
         )
         sources["describe"] = {"kind": "teacher", **summary}
-    else:
-        items, problems = run_captions(run, tiles, cfg.image_size)
-        if not items:
+    own, own_problems = run_captions(run, tiles, cfg.image_size) if tiles else ([], [])
+    if descriptions is None and teacher is None:
+        if not own:
             raise ValueError(f"{run.root} has no finished captions: give --teacher-model or --descriptions")
+        items, problems = own, own_problems
         sources["describe"] = {"kind": "run"}
-    if tiles:  # the run's own summaries that passed the checks are the summarize targets
-        from pathgen.agents.training.sources import run_captions as _captions
-
-        captions = {i.key: i.caption for i in _captions(run, tiles, cfg.image_size)[0] if i.caption}
-        for item in items:
-            item.caption = item.caption or captions.get(item.key)
+    # The run's own summaries that passed the checks are the summarize targets where they exist.
+    captions = {i.key: i.caption for i in own if i.caption}
+    for item in items:
+        item.caption = item.caption or captions.get(item.key)
     return build_agent_data(items, out, cfg, problems, sources)
