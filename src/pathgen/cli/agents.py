@@ -36,6 +36,9 @@ def data_cmd(
     descriptions: Path = typer.Option(
         None, "--descriptions", help="your own descriptions: CSV/JSON/parquet with tile_id or image, and text"
     ),
+    inject_model: str = typer.Option(
+        None, "--inject-model", help="also ask this generator (with --base-url) for one error of each kind"
+    ),
     validation_fraction: float = typer.Option(0.2, "--validation-fraction", help="share of slides held out"),
     copies: int = typer.Option(1, "--copies", min=1, help="corrupted copies per description and error kind"),
     image_size: int = typer.Option(448, "--image-size", min=8, help="side of the stored patches (px)"),
@@ -64,8 +67,13 @@ def data_cmd(
             teacher = CaptionConfig(
                 model=teacher_model, base_url=list(base_url) if base_url else None, api_key_env=api_key_env
             )
+        inject = None
+        if inject_model:
+            from pathgen.models.generators import load_generator
+
+            inject = load_generator(inject_model, base_url=list(base_url or []), api_key_env=api_key_env)
         manifest = agent_data_from_run(
-            run, out, cfg, descriptions=descriptions, teacher=teacher, progress=progress
+            run, out, cfg, descriptions=descriptions, teacher=teacher, inject=inject, progress=progress
         )
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc

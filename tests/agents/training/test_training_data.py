@@ -172,12 +172,14 @@ def test_descriptions_and_teacher_together_are_refused(cmu_run, tmp_path):
             str(tmp_path / "d.csv"),
         ],
     )
-    assert result.exit_code == 2 and "not both" in result.output
+    assert result.exit_code == 2 and "not both" in " ".join(result.output.split())
 
 
 def test_a_run_without_captions_needs_a_teacher_or_descriptions(cmu_run, tmp_path):
     result = CliRunner().invoke(app, ["agents", "data", str(cmu_run.root), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "no finished captions" in result.output
+    assert result.exit_code == 2 and "finished captions: give --teacher-model" in " ".join(
+        result.output.split()
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -189,3 +191,48 @@ def test_several_gpus_relaunch_under_torchrun():
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert cmd[5:9] == ["-m", "pathgen.cli", "agents", "train"] and cmd[-2:] == ["--gpus", "4"]
     assert needs_launch(AgentTrainConfig(gpus=4)) and not needs_launch(AgentTrainConfig(gpus=1))
+
+
+class _Editor:
+    """A generator (pathgen's own interface) that makes the asked error the way an obedient LLM
+    would for deletions and additions, and botches modifications (two sentences changed)."""
+
+    name, offline_demo = "editor", False
+
+    async def generate(self, messages, params, request_id=None):
+        from pathgen.agents.training.corrupt import sentences
+        from pathgen.models.generators import GenerationResult
+
+        ask, text = messages[1]["content"].split("\n\nDescription:\n")
+        parts = sentences(text)
+        if ask.startswith("Remove"):
+            parts = parts[:-1]
+        elif ask.startswith("Insert"):
+            parts = [*parts[:1], "Necrosis is extensive.", *parts[1:]]
+        else:
+            parts = [p.replace("The", "A") for p in parts] + ["Extra."]
+        return GenerationResult(" ".join(parts), 10, 10, 0.0, self.name)
+
+    async def aclose(self):
+        pass
+
+
+def test_llm_injected_errors_are_recorded_or_reported(built, tmp_path):
+    _, _, items, _ = built
+    manifest = build_agent_data(items[:8], tmp_path / "sets", problems=[], inject=_Editor())
+    rows = [
+        json.loads(x)
+        for s in ("train", "validation")
+        for x in (tmp_path / "sets" / "revise" / f"chat_{s}.jsonl").read_text().splitlines()
+    ]
+    llm = [r for r in rows if r["meta"]["corruptions"] and r["meta"]["corruptions"][0]["source"] == "llm"]
+    assert manifest["revise_llm_injected"] == len(llm) == 16  # 8 deletions + 8 additions
+    assert {r["meta"]["kind"] for r in llm} == {"addition", "deletion"}
+    for r in llm:
+        cs = [Corruption(**c) for c in r["meta"]["corruptions"]]
+        assert apply(r["meta"]["clean"], cs) == r["meta"]["corrupted"]
+    assert sum("not exactly one modification" in p["reason"] for p in manifest_problems(tmp_path)) == 8
+
+
+def manifest_problems(tmp_path):
+    return [json.loads(x) for x in (tmp_path / "sets" / "problems.jsonl").read_text().splitlines()]

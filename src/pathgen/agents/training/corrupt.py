@@ -162,3 +162,27 @@ def corrupt(text: str, kind: str, foreign: Sequence[str], rng: random.Random) ->
     if kind == "modification":
         return modify_term(text, rng)
     raise ValueError(f"unknown corruption kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+
+def diff_corruption(source: str, changed: str, kind: str) -> Corruption | None:
+    """The corruption an LLM made, read back at sentence level, or None when it is not one clean
+    error of ``kind`` (then the answer is not used: an unrecorded change would make a wrong target).
+
+    addition: one sentence inserted; deletion: one sentence removed; modification: one sentence
+    changed (recorded whole: ``before`` and ``after`` are the true and the wrong sentence).
+    """
+    src, dst = sentences(source), sentences(changed)
+    if kind == "addition" and len(dst) == len(src) + 1:
+        i = next((k for k in range(len(src)) if src[k] != dst[k]), len(src))
+        if dst[:i] + dst[i + 1 :] == src and _whole(dst[i]):
+            return Corruption("addition", i, dst[i], source="llm")
+    elif kind == "deletion" and len(dst) == len(src) - 1:
+        i = next((k for k in range(len(dst)) if src[k] != dst[k]), len(dst))
+        if src[:i] + src[i + 1 :] == dst:
+            return Corruption("deletion", i, src[i], source="llm")
+    elif kind == "modification" and len(dst) == len(src) and dst != src:
+        diff = [k for k in range(len(src)) if src[k] != dst[k]]
+        if len(diff) == 1:
+            i = diff[0]
+            return Corruption("modification", i, dst[i], src[i], dst[i], "llm", source="llm")
+    return None

@@ -32,8 +32,13 @@ def build_agent_data(
     cfg: AgentDataConfig | None = None,
     problems: Sequence[dict[str, Any]] = (),
     sources: dict[str, Any] | None = None,
+    inject: Any = None,
 ) -> dict[str, Any]:
-    """Write the three sets of ``items`` to ``out`` (atomically); returns the manifest."""
+    """Write the three sets of ``items`` to ``out`` (atomically); returns the manifest.
+
+    ``inject``: a generator asked for one LLM-made error of each kind per description, recorded
+    and added to the revise set beside the rule-made ones (:mod:`pathgen.agents.training.inject`).
+    """
     cfg = cfg or AgentDataConfig()
     problems = list(problems)
     if not items:
@@ -58,16 +63,26 @@ def build_agent_data(
             usable.append(item)
         if not usable:
             raise ValueError("no description has a readable image: nothing to build")
+        injected = None
+        if inject is not None:
+            from pathgen.agents.training.inject import llm_corruptions
+
+            injected, inject_problems = llm_corruptions(usable, inject)
+            problems.extend(inject_problems)
         splits = split_slides([i.slide_id for i in usable], cfg.validation_fraction, cfg.seed)
         records = build_records(
             usable, splits, image_of, copies=cfg.copies, clean_copies=cfg.clean_copies,
             prompt_version=cfg.prompt_version, context_length=cfg.context_length, seed=cfg.seed,
+            injected=injected,
         )  # fmt: skip
         counts = {agent: write_agent_set(recs, tmp, agent) for agent, recs in records.items()}
         kinds = Counter(r["meta"]["kind"] for r in records["revise"])
+        revise_corruptions = [c for r in records["revise"] for c in r["meta"]["corruptions"]]
+        by_llm = sum(c["source"] == "llm" for c in revise_corruptions)
         manifest = {
             "counts": counts,
             "revise_kinds": dict(sorted(kinds.items())),
+            "revise_llm_injected": by_llm,
             "slides": {s: sorted(k for k, v in splits.items() if v == s) for s in ("train", "validation")},
             "items": len(usable),
             "problems": len(problems),
@@ -88,6 +103,7 @@ def agent_data_from_run(
     *,
     descriptions: str | Path | None = None,
     teacher: Any = None,
+    inject: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build the sets of a run from a description file, a teacher (a CaptionConfig naming its
@@ -124,4 +140,4 @@ def agent_data_from_run(
     captions = {i.key: i.caption for i in own if i.caption}
     for item in items:
         item.caption = item.caption or captions.get(item.key)
-    return build_agent_data(items, out, cfg, problems, sources)
+    return build_agent_data(items, out, cfg, problems, sources, inject)

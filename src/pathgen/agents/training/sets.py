@@ -19,7 +19,7 @@ from pathgen.agents.fit import count_tokens, fit_caption
 from pathgen.agents.prompts import load_prompt
 from pathgen.agents.revise import ReviseAgent, Revision
 from pathgen.agents.summarize import SummarizeAgent
-from pathgen.agents.training.corrupt import KINDS, UNDO_TYPE, apply, corrupt, sentences
+from pathgen.agents.training.corrupt import KINDS, UNDO_TYPE, Corruption, apply, corrupt, sentences
 from pathgen.agents.training.sources import Item
 from pathgen.models.generators import GenerationParams
 
@@ -72,12 +72,14 @@ def build_records(
     prompt_version: str = "v1",
     context_length: int = 77,
     seed: int = 0,
+    injected: dict[str, list[tuple[str, Corruption]]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """``{agent: [record, ...]}`` for describe, revise and summarize.
 
     ``image_of`` maps an item's key to its stored image path (relative to the dataset folder).
     Additions take a sentence of another slide's description in the same split (another project's
-    when the project is known), so no validation text leaks into training.
+    when the project is known), so no validation text leaks into training. ``injected`` adds the
+    LLM-made corruptions of an item (:mod:`pathgen.agents.training.inject`) as further samples.
     """
     agents = _agents(prompt_version, context_length)
     rng = random.Random(seed)
@@ -113,6 +115,9 @@ def build_records(
                         _revise_record(agents["revise"], item, base, image, uid, n, [c], kind)
                     )
                     n += 1
+            for kind, c in (injected or {}).get(item.key, []):
+                out["revise"].append(_revise_record(agents["revise"], item, base, image, uid, n, [c], kind))
+                n += 1
             caption, source = item.caption, "run"
             if not caption or count_tokens(caption) > context_length:
                 caption, source = fit_caption(item.text, context_length)[0], "extractive"
