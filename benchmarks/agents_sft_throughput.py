@@ -70,7 +70,7 @@ def plain_trl(sets: Path, out: Path, args: argparse.Namespace) -> float:
     )
     trainer = SFTTrainer(
         model=model,
-        args=sft.sft_config(out, cfg, cuda, False),
+        args=sft.sft_config(out, cfg, cuda, False, args.base != "tiny"),
         train_dataset=ds,
         processing_class=processor,
         peft_config=LoraConfig(

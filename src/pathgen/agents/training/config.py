@@ -48,6 +48,9 @@ class AgentTrainConfig(BaseModel):
     save_steps: int = Field(200, gt=0)
     seed: int = 0
     gpus: int = Field(1, ge=1, description="> 1 relaunches under torchrun with this many processes")
+    gradient_checkpointing: bool | None = Field(
+        None, description="trade compute for memory; None: on, except for the tiny base (TRL's default is on)"
+    )
 
 
 class AgentEvalConfig(BaseModel):

@@ -50,7 +50,7 @@ def load_split(data: Path, agent: str, split: str, processor: Any) -> Any:
     return ds
 
 
-def sft_config(out: Path, cfg: Any, cuda: bool, has_eval: bool) -> Any:
+def sft_config(out: Path, cfg: Any, cuda: bool, has_eval: bool, checkpointing: bool = True) -> Any:
     """TRL's ``SFTConfig`` for a pathgen run (checkpoints under ``out/checkpoints``)."""
     from trl import SFTConfig
 
@@ -75,6 +75,7 @@ def sft_config(out: Path, cfg: Any, cuda: bool, has_eval: bool) -> Any:
         report_to=[],
         dataloader_num_workers=0,
         disable_tqdm=True,
+        gradient_checkpointing=checkpointing,
     )
 
 

@@ -159,7 +159,10 @@ def train_agent(
     eval_ds = sft.load_split(data, agent, "validation", processor)
     eval_ds = eval_ds if len(eval_ds) else None
     out.mkdir(parents=True, exist_ok=True)
-    args = sft.sft_config(out, cfg, cuda, eval_ds is not None)
+    checkpointing = cfg.gradient_checkpointing
+    if checkpointing is None:  # a tiny model has no memory to save: recomputing would only cost time
+        checkpointing = base != "tiny"
+    args = sft.sft_config(out, cfg, cuda, eval_ds is not None, checkpointing)
     trainer = sft.make_trainer(
         model, processor, train_ds, eval_ds, args, sft.lora_config(cfg) if cfg.lora else None
     )
