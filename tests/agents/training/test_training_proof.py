@@ -99,4 +99,4 @@ def test_tiny_vlm_learns_the_revise_task(tmp_path, crc_patches, pathgen_captions
     assert a["detection_recall"] >= b["detection_recall"] + 0.3
 
 
-STEPS = 150
+STEPS = 500
