@@ -72,7 +72,9 @@ def test_tiny_vlm_learns_the_revise_task(tmp_path, crc_patches, pathgen_captions
         "tiny",
         sets,
         out,
-        AgentTrainConfig(max_steps=STEPS, batch_size=8, lr=3e-3, logging_steps=10, save_steps=10**6),
+        AgentTrainConfig(
+            max_steps=STEPS, batch_size=8, lr=3e-3, logging_steps=10, save_steps=10**6, eval_samples=32
+        ),
         echo=lambda _: None,
     )
     ev = AgentEvalConfig(limit=96, max_tokens=80)

@@ -44,6 +44,11 @@ class AgentTrainConfig(BaseModel):
     lora_alpha: int = Field(32, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     max_length: int | None = Field(None, gt=0, description="truncate longer samples (tokens)")
+    eval_samples: int = Field(
+        128,
+        ge=0,
+        description="validation samples whose loss is logged each epoch (0: none); the rest is for eval",
+    )
     logging_steps: int = Field(5, gt=0)
     save_steps: int = Field(200, gt=0)
     seed: int = 0

@@ -157,7 +157,9 @@ def train_agent(
     if len(train_ds) == 0:
         raise ValueError(f"{data / agent} has no training samples")
     eval_ds = sft.load_split(data, agent, "validation", processor)
-    eval_ds = eval_ds if len(eval_ds) else None
+    # The validation loss per epoch is a curve, not the evaluation (`agents eval` is): a sample of it.
+    eval_ds = eval_ds.select(range(min(len(eval_ds), cfg.eval_samples))) if cfg.eval_samples else eval_ds
+    eval_ds = eval_ds if cfg.eval_samples and len(eval_ds) else None
     out.mkdir(parents=True, exist_ok=True)
     checkpointing = cfg.gradient_checkpointing
     if checkpointing is None:  # a tiny model has no memory to save: recomputing would only cost time
