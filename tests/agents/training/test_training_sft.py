@@ -58,7 +58,6 @@ def test_train_writes_a_merged_model_folder_with_card_and_curve(trained):
     assert len(json.loads((out / "training.json").read_text())["history"]) >= 3
 
 
-@pytest.mark.slow
 def test_a_rerun_resumes_from_the_checkpoint(trained, small_sets):
     out, _ = trained
     seen: list[str] = []
@@ -68,7 +67,6 @@ def test_a_rerun_resumes_from_the_checkpoint(trained, small_sets):
     assert seen and "resuming from" in seen[0]
 
 
-@pytest.mark.slow
 def test_lora_is_merged_into_a_plain_model(tmp_path, small_sets):
     from transformers import AutoModelForImageTextToText
 
