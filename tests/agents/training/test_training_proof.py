@@ -63,9 +63,15 @@ def test_tiny_vlm_learns_the_revise_task(tmp_path, crc_patches, pathgen_captions
     items, problems = load_descriptions(_descriptions(tmp_path, crc_patches, pathgen_captions, 200))
     assert len(items) == 200 and not problems
     sets = tmp_path / "sets"
-    cfg = AgentDataConfig(image_size=32, prompt_version=str(prompt), validation_fraction=0.2)
+    cfg = AgentDataConfig(image_size=32, prompt_version={"revise": str(prompt)}, validation_fraction=0.2)
     manifest = build_agent_data(items, sets, cfg)
     assert manifest["counts"]["revise"]["validation"] >= 120
+    first = {
+        a: json.loads((sets / a / "chat_train.jsonl").read_text().splitlines()[0])
+        for a in ("revise", "describe")
+    }
+    assert first["revise"]["messages"][0]["content"].startswith("Find the errors")  # the compact prompt file
+    assert first["describe"]["messages"][0]["content"].startswith("You are an expert pathologist")  # v1
     out = tmp_path / "revise-model"
     summary = train_agent(
         "revise",

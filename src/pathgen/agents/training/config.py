@@ -25,7 +25,11 @@ class AgentDataConfig(BaseModel):
     clean_copies: int = Field(1, ge=0, le=10, description="uncorrupted copies (edits: []) per description")
     image_size: int = Field(448, gt=0, description="side of the stored patch images (px)")
     context_length: int = Field(default_of(CaptionConfig, "context_length"), gt=2)
-    prompt_version: str = Field("v1", description="prompt version the sets are rendered with")
+    prompt_version: str | dict[str, str] = Field(
+        "v1",
+        description="prompt version (or .txt file) the sets are rendered with; a mapping sets it per agent "
+        "(unnamed agents: v1), as the caption config's per-agent prompt_version does",
+    )
     seed: int = 0
 
 

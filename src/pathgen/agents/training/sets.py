@@ -36,13 +36,15 @@ def split_slides(slide_ids: Sequence[str], fraction: float, seed: int = 0) -> di
     return {s: ("validation" if i < n_val else "train") for i, s in enumerate(slides)}
 
 
-def _agents(prompt_version: str, context_length: int) -> dict[str, Agent]:
+def _agents(prompt_version: str | dict[str, str], context_length: int) -> dict[str, Agent]:
     params = GenerationParams()
+    versions = prompt_version if isinstance(prompt_version, dict) else {}
+    version = (lambda agent: versions.get(agent, "v1")) if versions else (lambda agent: prompt_version)
     return {
-        "describe": DescribeAgent(load_prompt("describe", prompt_version), None, params),  # type: ignore[arg-type]
-        "revise": ReviseAgent(load_prompt("revise", prompt_version), None, params),  # type: ignore[arg-type]
+        "describe": DescribeAgent(load_prompt("describe", version("describe")), None, params),  # type: ignore[arg-type]
+        "revise": ReviseAgent(load_prompt("revise", version("revise")), None, params),  # type: ignore[arg-type]
         "summarize": SummarizeAgent(
-            load_prompt("summarize", prompt_version),
+            load_prompt("summarize", version("summarize")),
             None,
             params,
             context_length=context_length,  # type: ignore[arg-type]
@@ -69,7 +71,7 @@ def build_records(
     *,
     copies: int = 1,
     clean_copies: int = 1,
-    prompt_version: str = "v1",
+    prompt_version: str | dict[str, str] = "v1",
     context_length: int = 77,
     seed: int = 0,
     injected: dict[str, list[tuple[str, Corruption]]] | None = None,
