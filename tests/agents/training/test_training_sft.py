@@ -71,8 +71,23 @@ def test_lora_is_merged_into_a_plain_model(tmp_path, small_sets):
     from transformers import AutoModelForImageTextToText
 
     out = tmp_path / "lora"
-    cfg = AgentTrainConfig(max_steps=2, batch_size=2, lr=1e-3, lora=True, lora_r=4, logging_steps=1)
-    train_agent("summarize", "tiny", small_sets, out, cfg, echo=lambda _: None)
+    args = ["agents", "train", "--agent", "summarize", "--base", "tiny", "--data", str(small_sets)]
+    args += [
+        "--out",
+        str(out),
+        "--lora",
+        "--lora-r",
+        "4",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "summarize: 2 steps" in result.output and f"hf:{out}" in result.output
     assert not (out / "adapter_config.json").exists()
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert not any("lora" in name for name, _ in model.named_parameters())
