@@ -236,3 +236,18 @@ def test_llm_injected_errors_are_recorded_or_reported(built, tmp_path):
 
 def manifest_problems(tmp_path):
     return [json.loads(x) for x in (tmp_path / "sets" / "problems.jsonl").read_text().splitlines()]
+
+
+def test_the_hf_parquet_is_written_in_batches(built, tmp_path, monkeypatch):
+    from datasets import load_dataset
+
+    from pathgen.agents.training import formats
+
+    _, _, items, _ = built
+    monkeypatch.setattr(formats, "HF_CHUNK", 3)
+    manifest = build_agent_data(items[:6], tmp_path / "sets")
+    n = manifest["counts"]["revise"]["train"]
+    assert n > 3  # more than one batch
+    path = tmp_path / "sets" / "revise" / "hf" / "train.parquet"
+    ds = load_dataset("parquet", data_files=str(path), split="train")
+    assert len(ds) == n and ds[n - 1]["images"][0].size == (448, 448)

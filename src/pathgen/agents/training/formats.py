@@ -64,8 +64,13 @@ def chat_item(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+HF_CHUNK = 512  # records per Arrow batch: memory holds one batch of image bytes, not the whole set
+
+
 def write_hf(records: list[dict[str, Any]], root: Path, path: Path) -> None:
-    """A parquet file with the image bytes inside (``datasets`` Image feature)."""
+    """A parquet file with the image bytes inside (``datasets`` Image feature), written batch by
+    batch so a set of many thousand patches never sits in memory at once."""
+    import pyarrow.parquet as pq
     from datasets import Dataset, Features, Image, List, Value
     from datasets.utils.logging import disable_progress_bar
 
@@ -82,20 +87,28 @@ def write_hf(records: list[dict[str, Any]], root: Path, path: Path) -> None:
             "meta": Value("string"),
         }
     )
-    rows = {
-        "id": [r["id"] for r in records],
-        "slide_id": [r["slide_id"] for r in records],
-        "images": [
-            [{"bytes": (root / r["image"]).read_bytes(), "path": r["image"]}] if r["image"] else []
-            for r in records
-        ],
-        "prompt": [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in records],
-        "completion": [[{"role": "assistant", "content": r["target"]}] for r in records],
-        "meta": [json.dumps(r["meta"], sort_keys=True) for r in records],
-    }
-    ds = Dataset.from_dict(rows, features=features)
+
+    def table(chunk: list[dict[str, Any]]) -> Any:
+        rows = {
+            "id": [r["id"] for r in chunk],
+            "slide_id": [r["slide_id"] for r in chunk],
+            "images": [
+                [{"bytes": (root / r["image"]).read_bytes(), "path": r["image"]}] if r["image"] else []
+                for r in chunk
+            ],
+            "prompt": [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in chunk],
+            "completion": [[{"role": "assistant", "content": r["target"]}] for r in chunk],
+            "meta": [json.dumps(r["meta"], sort_keys=True) for r in chunk],
+        }
+        # The schema carries the features (Image), so `datasets` decodes the bytes as images.
+        return Dataset.from_dict(rows, features=features).data.table
+
     with atomic_path(path) as tmp:
-        ds.to_parquet(str(tmp))  # Image columns are {bytes, path} structs: the file is self-contained
+        first = table(records[:HF_CHUNK])
+        with pq.ParquetWriter(tmp, first.schema) as writer:
+            writer.write_table(first)
+            for i in range(HF_CHUNK, len(records), HF_CHUNK):
+                writer.write_table(table(records[i : i + HF_CHUNK]))
 
 
 def write_agent_set(records: list[dict[str, Any]], root: Path, agent: str) -> dict[str, int]:
