@@ -137,3 +137,19 @@ def test_agents_eval_writes_results_json_and_markdown(trained, small_sets, tmp_p
     rows = [json.loads(x) for x in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["answer"] for r in rows) and not any(r["valid_json"] for r in rows)
     assert m["cut_off_rate"] == sum(r["finish_reason"] == "length" for r in rows) / 4
+
+
+def test_a_set_without_validation_slides_trains(tmp_path, crc_patches, pathgen_captions):
+    """One slide (a run of one slide): the validation split is empty and training still runs."""
+    records = json.loads(pathgen_captions.read_text())[:4]
+    patches = sorted(crc_patches.glob("*/*.png"))
+    rows = [
+        {"image": str(patches[i]), "text": r["caption"], "slide_id": "one"} for i, r in enumerate(records)
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    items, _ = load_descriptions(tmp_path / "d.json")
+    manifest = build_agent_data(items, tmp_path / "sets", AgentDataConfig(image_size=32))
+    assert manifest["counts"]["revise"]["validation"] == 0
+    cfg = AgentTrainConfig(max_steps=1, batch_size=2, logging_steps=1)
+    summary = train_agent("revise", "tiny", tmp_path / "sets", tmp_path / "m", cfg, echo=lambda _: None)
+    assert summary["steps"] == 1 and summary["validation_samples"] == 0 and summary["eval_loss"] is None

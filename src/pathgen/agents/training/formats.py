@@ -106,7 +106,8 @@ def write_hf(records: list[dict[str, Any]], root: Path, path: Path) -> None:
     with atomic_path(path) as tmp:
         first = table(records[:HF_CHUNK])
         with pq.ParquetWriter(tmp, first.schema) as writer:
-            writer.write_table(first)
+            if first.num_rows:  # an empty row group is unreadable for `datasets`; no group is fine
+                writer.write_table(first)
             for i in range(HF_CHUNK, len(records), HF_CHUNK):
                 writer.write_table(table(records[i : i + HF_CHUNK]))
 

@@ -32,7 +32,9 @@ def needs_eos(processor: Any) -> bool:
 
 
 def load_split(data: Path, agent: str, split: str, processor: Any) -> Any:
-    """One split of an agent's set as a ``datasets.Dataset`` in the columns TRL reads."""
+    """One split of an agent's set as a ``datasets.Dataset`` in the columns TRL reads, or None when
+    it is empty (a run with one slide has no validation split; ``datasets`` refuses empty files)."""
+    import pyarrow.parquet as pq
     from datasets import load_dataset
     from datasets.utils.logging import disable_progress_bar
 
@@ -40,6 +42,8 @@ def load_split(data: Path, agent: str, split: str, processor: Any) -> Any:
     path = Path(data) / agent / "hf" / f"{split}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the sets with `pathgen agents data`")
+    if pq.ParquetFile(path).metadata.num_rows == 0:
+        return None
     ds = load_dataset("parquet", data_files=str(path), split="train")
     ds = ds.select_columns(list(COLUMNS))
     if needs_eos(processor):

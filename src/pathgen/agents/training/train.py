@@ -154,12 +154,11 @@ def train_agent(
     cuda = torch.cuda.is_available()
     model, processor = load_base(base, data, agent, cfg.seed, cuda)
     train_ds = sft.load_split(data, agent, "train", processor)
-    if len(train_ds) == 0:
+    if train_ds is None:
         raise ValueError(f"{data / agent} has no training samples")
-    eval_ds = sft.load_split(data, agent, "validation", processor)
-    # The validation loss per epoch is a curve, not the evaluation (`agents eval` is): a sample of it.
-    eval_ds = eval_ds.select(range(min(len(eval_ds), cfg.eval_samples))) if cfg.eval_samples else eval_ds
-    eval_ds = eval_ds if cfg.eval_samples and len(eval_ds) else None
+    eval_ds = sft.load_split(data, agent, "validation", processor) if cfg.eval_samples else None
+    if eval_ds is not None:  # the validation loss per epoch is a curve, not the evaluation: a sample
+        eval_ds = eval_ds.select(range(min(len(eval_ds), cfg.eval_samples)))
     out.mkdir(parents=True, exist_ok=True)
     checkpointing = cfg.gradient_checkpointing
     if checkpointing is None:  # a tiny model has no memory to save: recomputing would only cost time
