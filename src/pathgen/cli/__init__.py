@@ -8,6 +8,7 @@ libraries (torch, open_clip, transformers) inside the command bodies so that `--
 from __future__ import annotations
 
 from pathgen.cli import (  # noqa: F401  (registers the commands)
+    agents,
     audit,
     caption,
     embed,

@@ -14,7 +14,7 @@ MODELS = "Models"
 # in which modules happen to be imported, which a formatter may sort).
 COMMAND_ORDER = (
     "tile", "embed", "select", "caption", "export", "plan", "run", "demo", "ingest", "video", "train", "eval",
-    "features", "mil", "audit", "review",
+    "features", "mil", "agents", "audit", "review",
 )  # fmt: skip
 
 

@@ -88,8 +88,12 @@ def build_tokenizer(corpus: Path | None = None, vocab_size: int = 600) -> Any:
     return fast
 
 
-def build_tiny_vlm(corpus: Path | None = None, seed: int = 0) -> tuple[Any, Any]:
-    """Return ``(model, processor)`` of a fresh tiny random LLaVA (eval mode, CPU, float32)."""
+def build_tiny_vlm(corpus: Path | None = None, seed: int = 0, vocab_size: int = 600) -> tuple[Any, Any]:
+    """Return ``(model, processor)`` of a fresh tiny random LLaVA (eval mode, CPU, float32).
+
+    ``corpus`` and ``vocab_size`` shape its BPE: agent training builds it on its own training
+    texts, so prompts and answers take a few times fewer tokens (and steps) than the default.
+    """
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -100,7 +104,7 @@ def build_tiny_vlm(corpus: Path | None = None, seed: int = 0) -> tuple[Any, Any]
         LlavaProcessor,
     )
 
-    tokenizer = build_tokenizer(corpus)
+    tokenizer = build_tokenizer(corpus, vocab_size)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     image_size, patch = 32, 8
     vision = CLIPVisionConfig(
