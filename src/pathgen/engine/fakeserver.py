@@ -87,6 +87,10 @@ def agent_of(payload: dict[str, Any]) -> str:
     for msg in payload.get("messages", []):
         if msg.get("role") == "system" and isinstance(msg.get("content"), str):
             system += msg["content"]
+    if '"options"' in system:  # the instruct agents (pathgen.instruct), answered by instruct.fakeanswers
+        return "mcq"
+    if '"turns"' in system:
+        return "conversation"
     if '"edits"' in system:
         return "revise"
     if "caption" in system.lower():
@@ -260,7 +264,12 @@ class FakeServer:
         if fault == "malformed":
             self.log.append(entry)
             return await self._send_raw(writer, 200, b'{"choices": [{"message": {"content": "trunc')
-        text, finish = self._answer(agent, fault)
+        if agent in ("mcq", "conversation"):
+            from pathgen.instruct.fakeanswers import answer
+
+            text, finish = answer(agent, payload, fault), "stop"
+        else:
+            text, finish = self._answer(agent, fault)
         entry["ok"] = True
         self.log.append(entry)
         response = {
