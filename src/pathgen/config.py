@@ -259,13 +259,13 @@ class InstructConfig(_Section):
 class AssistantConfig(_Section):
     """A LLaVA-style assistant (`pathgen assistant train`): CLIP vision tower + causal LLM + projector."""
 
-    projector: Literal["linear", "mlp2x_gelu"] = Field("mlp2x_gelu", description="LLaVA-1.5 projector")
     vision_feature_layer: int = Field(-2, description="vision hidden layer fed to the projector (LLaVA: -2)")
     stage1_epochs: float = Field(1.0, ge=0, description="projector pre-training on image-caption pairs")
     stage1_lr: float = Field(1e-3, gt=0, description="LLaVA recipe: 1e-3")
     stage2_epochs: float = Field(3.0, ge=0, description="instruction tuning on the conversations")
     stage2_lr: float = Field(2e-5, gt=0, description="LLaVA recipe: 2e-5 (full); LoRA usually 2e-4")
     lora: bool = Field(False, description="stage 2 with LoRA adapters on the LLM (merged on save)")
+    tune_vision: bool = Field(False, description="stage 2 also trains the vision tower (LLaVA keeps it frozen)")
     lora_r: int = Field(16, gt=0)
     lora_alpha: int = Field(32, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -353,6 +353,7 @@ def section_model(name: str) -> type[BaseModel]:
         for key, info in RunConfig.model_fields.items()
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
     }
+    sections |= {"instruct": InstructConfig, "assistant": AssistantConfig}  # commands outside a run
     if name not in sections:
         raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
     return sections[name]

@@ -14,6 +14,7 @@ MODELS = "Models"
 # in which modules happen to be imported, which a formatter may sort).
 COMMAND_ORDER = (
     "tile", "embed", "select", "caption", "export", "plan", "run", "demo", "ingest", "train", "eval",
+    "instruct", "assistant",
 )  # fmt: skip
 
 

@@ -256,14 +256,22 @@ def write_outputs(
     meta: dict[str, Any],
     answer_style: str = "letter",
     hf: bool = True,
+    pairs: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Every output file; returns the card. ``mcqs`` already carry their letters (place_answers)."""
+    """Every output file; returns the card. ``mcqs`` already carry their letters (place_answers).
+
+    ``pairs.json`` lists the training pairs' ``{id, image, caption}``: the assistant's stage 1
+    (projector alignment on image-caption pairs) reads it."""
     train_close = [llava_close(m, answer_style) for m in mcqs if split_of[m["id"]] == "train"]
     train_open = [llava_open(c) for c in conversations if split_of[c["id"]] == "train"]
     rows = sorted([*train_open, *train_close], key=lambda r: r["id"])
     write_json(out / "llava.json", rows)
     write_json(out / "mcq.json", pathmmu(mcqs, split_of))
     write_json(out / "rejections.json", rejections)
+    write_json(
+        out / "pairs.json",
+        [{"id": p["id"], "image": p["image"], "caption": p["caption"]} for p in pairs if split_of[p["id"]] == "train"],
+    )
     if hf and rows:
         write_hf(rows, out / "images", out / "hf")
     info = card(conversations, mcqs, rejections, split_of, meta)

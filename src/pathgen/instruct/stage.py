@@ -210,7 +210,7 @@ def _write(
     info = formats.write_outputs(
         out, conversations, placed, rejections, splits,
         {**meta, "settings": settings, "answer_style": answer_style, "calls": summary},
-        answer_style=answer_style,
+        answer_style=answer_style, pairs=[{**asdict(p), "id": p.key} for p in pairs if p.image],
     )  # fmt: skip
     return info
 
@@ -255,7 +255,7 @@ def instruct_from_classes(
     return formats.write_outputs(
         out, [], placed, [], splits,
         {"source": str(folder), "model": "template:class", "answer_style": answer_style},
-        answer_style=answer_style,
+        answer_style=answer_style, pairs=[{**asdict(p), "id": p.key} for p in pairs],
     )  # fmt: skip
 
 
