@@ -235,7 +235,8 @@ class InstructConfig(_Section):
     min_options: int = Field(4, ge=2, description="fewest options of a closed question")
     max_options: int = Field(5, ge=2, description="most options of a closed question")
     support: Literal["overlap", "judge"] = Field(
-        "overlap", description="how an answer is checked against the description: term overlap or an LLM judge"
+        "overlap",
+        description="how an answer is checked against the description: term overlap or an LLM judge",
     )
     min_support: float = Field(
         0.5, ge=0, le=1, description="share of the answer's content terms found in the description"
@@ -265,7 +266,9 @@ class AssistantConfig(_Section):
     stage2_epochs: float = Field(3.0, ge=0, description="instruction tuning on the conversations")
     stage2_lr: float = Field(2e-5, gt=0, description="LLaVA recipe: 2e-5 (full); LoRA usually 2e-4")
     lora: bool = Field(False, description="stage 2 with LoRA adapters on the LLM (merged on save)")
-    tune_vision: bool = Field(False, description="stage 2 also trains the vision tower (LLaVA keeps it frozen)")
+    tune_vision: bool = Field(
+        False, description="stage 2 also trains the vision tower (LLaVA keeps it frozen)"
+    )
     lora_r: int = Field(16, gt=0)
     lora_alpha: int = Field(32, gt=0)
     batch_size: int = Field(8, gt=0)

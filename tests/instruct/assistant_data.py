@@ -16,8 +16,15 @@ MICRO_VIT = {
 }
 
 
-def clip_folder(root: Path, seed: int = 0) -> Path:
-    """A `pathgen train`-style model folder (model.safetensors + open_clip_config.json), random ViT."""
+def clip_folder(root: Path, seed: int = 0, identity_blocks: bool = False) -> Path:
+    """A `pathgen train`-style model folder (model.safetensors + open_clip_config.json), random ViT.
+
+    ``identity_blocks``: the image tower's residual branches start at zero (attention and MLP output
+    projections zeroed, the "zero-init residual" initialisation), so its hidden states are its
+    patch embeddings and carry the pixels' colour and texture; with random branches the blocks'
+    outputs drown them (features vary ~5% between images), which no short CPU run overcomes. A
+    trained CLIP tower (`pathgen train`) is what users bring; the proof needs features, not weights.
+    """
     import open_clip
     import torch
 
@@ -33,6 +40,12 @@ def clip_folder(root: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     with quiet_no_weights_warning():
         model = open_clip.create_model("micro-vit", pretrained=None)
+    if identity_blocks:
+        with torch.no_grad():
+            for block in model.visual.transformer.resblocks:
+                for layer in (block.attn.out_proj, block.mlp.c_proj):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
     torch.save({"state_dict": model.state_dict()}, root / "ckpt.pt")
     export_model("micro-vit", root / "ckpt.pt", root / "clip", config_files=[str(cfg_file)])
     return root / "clip"
@@ -49,7 +62,9 @@ def crc_sets(crc: Path, train: Path, heldout: Path, copies: int, size: int = 64)
         for f in files[3:4]:
             im = Image.open(f).convert("RGB")
             for q, (x, y) in enumerate([(0, 0), (112, 0), (0, 112), (112, 112)]):
-                im.crop((x, y, x + 112, y + 112)).resize((size, size)).save(heldout / cls_dir.name / f"{f.stem}_{q}.png")
+                im.crop((x, y, x + 112, y + 112)).resize((size, size)).save(
+                    heldout / cls_dir.name / f"{f.stem}_{q}.png"
+                )
         for f in files[:3]:
             im = Image.open(f).convert("RGB")
             for c in range(copies):

@@ -44,7 +44,7 @@ def make_export(run: Path, crc: Path, captions: Path, n: int, per_shard: int = 5
 
 
 @pytest.fixture
-def export_of(tmp_path: Path, crc_patches: Path, pathgen_captions: Path):  # noqa: ANN201
+def export_of(tmp_path: Path, crc_patches: Path, pathgen_captions: Path):
     """``export_of(n)``: a run folder with ``n`` exported pairs."""
     return lambda n: make_export(tmp_path / f"run{n}", crc_patches, pathgen_captions, n)
 

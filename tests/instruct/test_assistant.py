@@ -15,7 +15,7 @@ from pathgen.cli import app
 from pathgen.evaluate.mcq import load_mcq, parse_answer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from assistant_data import clip_folder, crc_sets  # noqa: E402
+from assistant_data import clip_folder, crc_sets
 
 
 @pytest.fixture(scope="module")

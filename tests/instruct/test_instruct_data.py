@@ -88,9 +88,7 @@ def test_one_bad_answer_is_reasked_and_kept(demo_export: Path, tmp_path: Path) -
 
 
 def test_tiny_model_writes_template_items(demo_export: Path, tmp_path: Path) -> None:
-    info = instruct_stage(
-        demo_export, tmp_path / "o", InstructConfig(model="tiny"), progress=False, limit=3
-    )
+    info = instruct_stage(demo_export, tmp_path / "o", InstructConfig(model="tiny"), progress=False, limit=3)
     assert info["counts"]["conversations"] == 3 and info["counts"]["mcq"] == 3
     assert info["counts"]["offline_demo"] == 6
 
@@ -106,7 +104,7 @@ def test_checks_direct() -> None:
     assert checks.check_mcq(leak, desc, 4, 5, 0.5) == "answer_leaked_in_question"
 
 
-def test_letters_balanced_on_many_items(export_of, tmp_path: Path) -> None:  # noqa: ANN001
+def test_letters_balanced_on_many_items(export_of, tmp_path: Path) -> None:
     run = export_of(120)
     with FakeServer() as server:
         info = instruct_stage(run, tmp_path / "o", _cfg(server, kinds=["mcq"]), progress=False)

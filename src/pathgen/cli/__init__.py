@@ -7,8 +7,20 @@ libraries (torch, open_clip, transformers) inside the command bodies so that `--
 
 from __future__ import annotations
 
-from pathgen.cli import caption, embed, evaluate, export, ingest, pipeline, plan, select, tile, train  # noqa: F401  (registers the commands)
-from pathgen.cli import assistant, instruct  # noqa: F401  (registers the commands)
+from pathgen.cli import (  # noqa: F401  (registers the commands)
+    assistant,
+    caption,
+    embed,
+    evaluate,
+    export,
+    ingest,
+    instruct,
+    pipeline,
+    plan,
+    select,
+    tile,
+    train,
+)
 from pathgen.cli.app import app
 
 __all__ = ["app", "main"]

@@ -16,18 +16,32 @@ app.add_typer(assistant_app, name="assistant", rich_help_panel=MODELS)
 
 @assistant_app.command("train")
 def assistant_train(
-    clip: Path = typer.Option(..., "--clip", help="a `pathgen train` model folder (its ViT is the vision tower)"),
-    llm: str = typer.Option(..., "--llm", help="causal LLM: hub id or local folder; 'tiny' = random test model"),
+    clip: Path = typer.Option(
+        ..., "--clip", help="a `pathgen train` model folder (its ViT is the vision tower)"
+    ),
+    llm: str = typer.Option(
+        ..., "--llm", help="causal LLM: hub id or local folder; 'tiny' = random test model"
+    ),
     data: Path = typer.Option(..., "--data", "-d", help="a `pathgen instruct` output folder"),
     out: Path = typer.Option(..., "--out", "-o", help="output: a transformers (and vLLM) LLaVA folder"),
-    stage1_epochs: float = typer.Option(None, "--stage1-epochs", help=config_default("assistant", "stage1_epochs")),
+    stage1_epochs: float = typer.Option(
+        None, "--stage1-epochs", help=config_default("assistant", "stage1_epochs")
+    ),
     stage1_lr: float = typer.Option(None, "--stage1-lr", help=config_default("assistant", "stage1_lr")),
-    stage2_epochs: float = typer.Option(None, "--stage2-epochs", help=config_default("assistant", "stage2_epochs")),
+    stage2_epochs: float = typer.Option(
+        None, "--stage2-epochs", help=config_default("assistant", "stage2_epochs")
+    ),
     stage2_lr: float = typer.Option(None, "--stage2-lr", help=config_default("assistant", "stage2_lr")),
-    lora: bool = typer.Option(None, "--lora/--full", help="stage 2 with LoRA " + config_default("assistant", "lora")),
+    lora: bool = typer.Option(
+        None, "--lora/--full", help="stage 2 with LoRA " + config_default("assistant", "lora")
+    ),
     tune_vision: bool = typer.Option(None, "--tune-vision", help=config_default("assistant", "tune_vision")),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help=config_default("assistant", "batch_size")),
-    max_length: int = typer.Option(None, "--max-length", min=16, help=config_default("assistant", "max_length")),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help=config_default("assistant", "batch_size")
+    ),
+    max_length: int = typer.Option(
+        None, "--max-length", min=16, help=config_default("assistant", "max_length")
+    ),
     seed: int = typer.Option(None, "--seed", help=config_default("assistant", "seed")),
 ) -> None:
     """Stage 1 trains the projector on image-caption pairs; stage 2 instruction-tunes (full or LoRA)."""

@@ -14,20 +14,33 @@ from pathgen.cli.defaults import config_default
 @app.command("instruct", rich_help_panel=DATA)
 def instruct_cmd(
     run: Path = typer.Argument(
-        ..., help="run folder (its export/shards), an export or shards folder; with --classes a labelled folder"
+        ...,
+        help="run folder (its export/shards), an export or shards folder; with --classes a labelled folder",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="output folder: llava.json, hf/, mcq.json, README.md"),
-    model: str = typer.Option(None, "--model", "-m", help="text LLM spec " + config_default("instruct", "model")),
+    model: str = typer.Option(
+        None, "--model", "-m", help="text LLM spec " + config_default("instruct", "model")
+    ),
     base_url: list[str] = typer.Option(None, "--base-url", help="OpenAI-compatible base URL (repeatable)"),
     api_key_env: str = typer.Option(None, "--api-key-env", help="environment variable holding the API key"),
-    kinds: str = typer.Option(None, "--kinds", help="conversation,mcq " + config_default("instruct", "kinds")),
-    test_fraction: float = typer.Option(
-        None, "--test-fraction", help="MCQ share held out as the benchmark " + config_default("instruct", "test_fraction")
+    kinds: str = typer.Option(
+        None, "--kinds", help="conversation,mcq " + config_default("instruct", "kinds")
     ),
-    concurrency: int = typer.Option(None, "--concurrency", min=1, help=config_default("instruct", "concurrency")),
-    max_reasks: int = typer.Option(None, "--max-reasks", min=0, help=config_default("instruct", "max_reasks")),
+    test_fraction: float = typer.Option(
+        None,
+        "--test-fraction",
+        help="MCQ share held out as the benchmark " + config_default("instruct", "test_fraction"),
+    ),
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, help=config_default("instruct", "concurrency")
+    ),
+    max_reasks: int = typer.Option(
+        None, "--max-reasks", min=0, help=config_default("instruct", "max_reasks")
+    ),
     min_support: float = typer.Option(
-        None, "--min-support", help="answer terms found in the description " + config_default("instruct", "min_support")
+        None,
+        "--min-support",
+        help="answer terms found in the description " + config_default("instruct", "min_support"),
     ),
     answer: str = typer.Option("letter", "--answer", help="CLOSE items' target: letter | option | text"),
     limit: int = typer.Option(None, "--limit", min=1, help="only the first N pairs"),

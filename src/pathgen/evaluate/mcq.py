@@ -45,7 +45,9 @@ def parse_answer(response: str, options: dict[str, str], rng: random.Random) -> 
         low = text.lower()
         found = [L for L, ans in options.items() if ans and ans.lower() in low]
         # "smooth muscle" also contains "muscle": prefer options not inside another found option
-        found = [L for L in found if not any(L != M and options[L].lower() in options[M].lower() for M in found)]
+        found = [
+            L for L in found if not any(L != M and options[L].lower() in options[M].lower() for M in found)
+        ]
     if not found:
         return rng.choice(letters), True
     if len(found) == 1:
@@ -84,7 +86,9 @@ def load_mcq(source: str | Path, split: str | None = None) -> tuple[list[dict[st
                 if answer is None:  # an answer given as the option's text
                     answer = next((L for L, t in opts.items() if t.strip() == row["answer"].strip()), None)
                 if answer not in opts:
-                    raise ValueError(f"{path}: item {row.get('No', i)} of {subset}/{name}: answer not in options")
+                    raise ValueError(
+                        f"{path}: item {row.get('No', i)} of {subset}/{name}: answer not in options"
+                    )
                 items.append(
                     {
                         "id": str(row.get("No", f"{subset}-{name}-{i}")),
@@ -196,11 +200,17 @@ async def _ask_all(
         try:
             image = ImagePart(Image.open(item["image"]).convert("RGB"))
             messages = [
-                {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt_of(item)}]}
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt_of(item)}],
+                }
             ]
             result, _ = await caller.call(generator, messages, params, f"mcq-{item['id']}")
             return result.text, None
-        except (GenerationError, OSError) as exc:  # one bad item is a wrong answer with its error, not a crash
+        except (
+            GenerationError,
+            OSError,
+        ) as exc:  # one bad item is a wrong answer with its error, not a crash
             return "", f"{type(exc).__name__}: {exc}"[:500]
         finally:
             done += 1

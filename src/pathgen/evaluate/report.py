@@ -68,7 +68,9 @@ def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         elif task == "retrieval":
             rows.append({"task": task, **retrieval_measures(entry)})
         elif task == "mcq":  # item-weighted overall, then one row per subset (organ / source)
-            rows.append({"task": task, "accuracy": entry["accuracy"], "n": entry["n"], "chance": entry["chance"]})
+            rows.append(
+                {"task": task, "accuracy": entry["accuracy"], "n": entry["n"], "chance": entry["chance"]}
+            )
             for subset, sub in entry.get("subsets", {}).items():
                 rows.append({"task": f"mcq {subset}", "accuracy": sub["accuracy"], "n": sub["n"]})
         elif all(m in entry for m in HEADLINE):

@@ -21,6 +21,8 @@ from pathgen.config import AssistantConfig, dump_section
 from pathgen.rundir import atomic_write, write_json
 
 STAGE1_PROMPT = "Describe the image briefly."
+# LoRA on the LLM's projections only (the CLIP tower has q/k/v_proj too, and stays frozen).
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 def stage1_rows(data: Path) -> list[dict[str, Any]]:
@@ -60,7 +62,9 @@ def stage2_rows(data: Path) -> list[dict[str, Any]]:
 def _check_data(data: Path) -> None:
     for name in ("llava.json", "pairs.json", "images"):
         if not (data / name).exists():
-            raise FileNotFoundError(f"{data} has no {name}: point --data at a `pathgen instruct` output folder")
+            raise FileNotFoundError(
+                f"{data} has no {name}: point --data at a `pathgen instruct` output folder"
+            )
 
 
 def train_assistant(
@@ -97,7 +101,7 @@ def train_assistant(
                 lora = {
                     "r": cfg.lora_r,
                     "lora_alpha": cfg.lora_alpha,
-                    "target_modules": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+                    "target_modules": LORA_TARGETS,
                     "modules_to_save": ["multi_modal_projector"],
                 }
             model, logs["stage2"] = sft(

@@ -22,8 +22,10 @@ def _texts(payload: dict[str, Any]) -> tuple[str, str]:
     system = user = ""
     for msg in payload.get("messages", []):
         content = msg.get("content")
-        text = content if isinstance(content, str) else " ".join(
-            p.get("text", "") for p in content or [] if isinstance(p, dict)
+        text = (
+            content
+            if isinstance(content, str)
+            else " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
         )
         if msg.get("role") == "system":
             system += text

@@ -270,7 +270,11 @@ def write_outputs(
     write_json(out / "rejections.json", rejections)
     write_json(
         out / "pairs.json",
-        [{"id": p["id"], "image": p["image"], "caption": p["caption"]} for p in pairs if split_of[p["id"]] == "train"],
+        [
+            {"id": p["id"], "image": p["image"], "caption": p["caption"]}
+            for p in pairs
+            if split_of[p["id"]] == "train"
+        ],
     )
     if hf and rows:
         write_hf(rows, out / "images", out / "hf")

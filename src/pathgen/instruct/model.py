@@ -49,7 +49,8 @@ def read_clip_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict
     cfg_file, weights = folder / "open_clip_config.json", folder / "model.safetensors"
     if not cfg_file.is_file() or not weights.is_file():
         raise FileNotFoundError(
-            f"{folder} is not a `pathgen train` model folder (needs open_clip_config.json and model.safetensors)"
+            f"{folder} is not a `pathgen train` model folder "
+            "(it needs open_clip_config.json and model.safetensors)"
         )
     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     state = {k[len("visual.") :]: v for k, v in load_file(str(weights)).items() if k.startswith("visual.")}
@@ -62,10 +63,11 @@ def clip_vision_config(model_cfg: dict[str, Any]) -> Any:
 
     vision = dict(model_cfg.get("vision_cfg", {}))
     bad = [k for k in _UNSUPPORTED if vision.get(k)]
-    if bad or vision.get("pool_type", "tok") != "tok":
+    pool = vision.get("pool_type", "tok")
+    if bad or pool != "tok":
         raise ValueError(
             "only open_clip ViT image towers (class-token pooling, no layer scale, no timm/HF tower) convert "
-            f"to a CLIP vision tower; this one has {', '.join(bad) or 'pool_type=' + str(vision.get('pool_type'))}"
+            f"to a CLIP vision tower; this one has {', '.join(bad) or f'pool_type={pool}'}"
         )
     width = int(vision.get("width", 768))
     head_width = int(vision.get("head_width", 64))
@@ -125,7 +127,9 @@ def load_vision_tower(folder: Path, with_projection: bool = False) -> tuple[Any,
     model = cls(config)
     if not with_projection:
         state.pop("visual_projection.weight", None)
-    if not any(k.startswith("vision_model.") for k in model.state_dict()):  # CLIPVisionModel in transformers 5
+    if not any(
+        k.startswith("vision_model.") for k in model.state_dict()
+    ):  # CLIPVisionModel in transformers 5
         state = {k.removeprefix("vision_model."): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("position_ids")]
@@ -154,9 +158,7 @@ def load_llm(source: str) -> tuple[Any, Any]:
     return llm, tokenizer
 
 
-def build_llava(
-    clip_folder: Path, llm_source: str, vision_feature_layer: int = -2
-) -> tuple[Any, Any]:
+def build_llava(clip_folder: Path, llm_source: str, vision_feature_layer: int = -2) -> tuple[Any, Any]:
     """``(LlavaForConditionalGeneration, LlavaProcessor)``: the converted tower, the LLM's weights,
     a fresh projector; the tokenizer gains the image token."""
     import torch

@@ -105,7 +105,9 @@ def _keys(pairs: list[Pair], agents: list[InstructAgent], cfg: InstructConfig) -
     for agent in agents:
         fp = _params_fp(agent, cfg)
         for p in pairs:
-            out[(p.key, agent.kind)] = call_key(p.key, agent.kind, agent.prompt.id, agent.generator.name, fp, "")
+            out[(p.key, agent.kind)] = call_key(
+                p.key, agent.kind, agent.prompt.id, agent.generator.name, fp, ""
+            )
     return out
 
 
@@ -200,7 +202,9 @@ def _write(
             if row is None:
                 continue
             if row["status"] == "rejected":
-                rejections.append({"id": p.key, "kind": kind, "reason": row["error"], "output": row["output"]})
+                rejections.append(
+                    {"id": p.key, "kind": kind, "reason": row["error"], "output": row["output"]}
+                )
             elif row["status"] == "ok" and row.get("data"):
                 item = {**base, **row["data"], "flags": row.get("flags") or []}
                 (conversations if kind == "conversation" else mcqs).append(item)
@@ -260,4 +264,6 @@ def instruct_from_classes(
 
 
 def _split_by_key(pairs: list[Pair], test_fraction: float, seed: int) -> list[str]:
-    return ["test" if templates.rng_for("split", seed, p.key).random() < test_fraction else "train" for p in pairs]
+    return [
+        "test" if templates.rng_for("split", seed, p.key).random() < test_fraction else "train" for p in pairs
+    ]
