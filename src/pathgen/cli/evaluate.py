@@ -80,7 +80,7 @@ def eval_main(
         return
     tasks = [t.strip() for item in task for t in item.split(",") if t.strip()]
     if "mcq" in tasks:
-        _eval_mcq(ctx, tasks, model, benchmark, out, base_url, api_key_env, split, device)
+        _eval_mcq(ctx, tasks, model, benchmark, data, out, base_url, api_key_env, split, device)
         return
     missing = [n for n, v in (("--model", model), ("--data", data), ("--out", out)) if v is None]
     if benchmark is None and task != ["retrieval"]:
@@ -122,13 +122,15 @@ def _eval_mcq(
     tasks: list[str],
     model: str | None,
     benchmark: str | None,
+    data: Path | None,
     out: Path | None,
     base_url: list[str] | None,
     api_key_env: str | None,
     split: str | None,
     device: str | None,
 ) -> None:
-    """`--task mcq`: a VLM (local HF folder or endpoint) on a PathMMU-style MCQ file; --data unused."""
+    """`--task mcq`: a VLM (local HF folder or endpoint) on a PathMMU-style MCQ file: --benchmark FILE,
+    or --benchmark NAME (e.g. pathmmu) with --data its file or folder (data.json / mcq.json)."""
     if tasks != ["mcq"]:
         raise fail("--task mcq evaluates a VLM; run it on its own, not with encoder tasks")
     missing = [n for n, v in (("--model", model), ("--benchmark", benchmark), ("--out", out)) if v is None]
@@ -144,8 +146,9 @@ def _eval_mcq(
         with Progress(console=console, transient=True) as bar:
             job = bar.add_task("asking questions", total=None)
             result = evaluate_mcq(
-                model, benchmark, out, base_url=base_url or None, api_key_env=api_key_env, split=split,
-                device=device, progress=lambda done, total: bar.update(job, completed=done, total=total),
+                model, data if data is not None else benchmark, out, name=benchmark,
+                base_url=base_url or None, api_key_env=api_key_env, split=split, device=device,
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
             )  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc

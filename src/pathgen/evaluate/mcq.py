@@ -122,6 +122,7 @@ def evaluate_mcq(
     benchmark: str | Path,
     out: Path,
     *,
+    name: str | None = None,
     base_url: str | list[str] | None = None,
     api_key_env: str | None = None,
     split: str | None = None,
@@ -149,7 +150,7 @@ def evaluate_mcq(
              "fallback": fell_back, "response": text, "error": error, "correct": letter == item["answer"]}
         )  # fmt: skip
     result = {
-        "benchmark": str(benchmark),
+        "benchmark": name or str(benchmark),
         "model": model,
         "data": str(path),
         "n_examples": len(items),
