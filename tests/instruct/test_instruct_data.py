@@ -88,9 +88,20 @@ def test_one_bad_answer_is_reasked_and_kept(demo_export: Path, tmp_path: Path) -
 
 
 def test_tiny_model_writes_template_items(demo_export: Path, tmp_path: Path) -> None:
-    info = instruct_stage(demo_export, tmp_path / "o", InstructConfig(model="tiny"), progress=False, limit=3)
+    from typer.testing import CliRunner
+
+    from pathgen.cli import app
+
+    out = tmp_path / "o"
+    res = CliRunner().invoke(
+        app, ["instruct", str(demo_export), "--out", str(out), "--model", "tiny", "--limit", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "card.json").read_text())
     assert info["counts"]["conversations"] == 3 and info["counts"]["mcq"] == 3
-    assert info["counts"]["offline_demo"] == 6
+    assert info["counts"]["offline_demo"] == 6 and "offline-demo templates" in res.output
+    for name in ("llava.json", "mcq.json", "pairs.json", "README.md", "hf"):
+        assert (out / name).exists(), name
 
 
 def test_checks_direct() -> None:
