@@ -14,6 +14,8 @@ body), ``drop`` (closes the connection), ``truncated`` (finish_reason=length, te
 prose), ``long`` (summarize answers a far too long caption), ``echo_auth`` (a 401 whose body echoes
 the request's headers, Authorization included, as careless servers and proxies do).
 Each log entry keeps the request's Authorization header (``auth``), so a test can check what was sent.
+The instruct agents' requests (``mcq``, ``conversation``) get grounded JSON items from
+:mod:`pathgen.instruct.fakeanswers`, whose faults plant bad items (``dup_options``, ``leak``, ...).
 
 Structured output, like a real model: a revise request without ``response_format`` is answered with
 prose instead of JSON at ``invalid_json_rate`` (deterministic per request id and attempt), so the
