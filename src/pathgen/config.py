@@ -398,6 +398,61 @@ class VideoConfig(_Section):
         return [value] if isinstance(value, str) else value
 
 
+class InstructConfig(_Section):
+    """Instruction-tuning data from exported pairs (`pathgen instruct`): conversations and MCQs."""
+
+    model: str = Field("tiny", description="text LLM spec (an OpenAI-compatible name with base_url)")
+    base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL(s)")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+    kinds: list[Literal["conversation", "mcq"]] = Field(
+        default_factory=lambda: ["conversation", "mcq"], description="item kinds written per pair"
+    )
+    min_turns: int = Field(2, ge=1, description="fewest question-answer turns of a conversation")
+    max_turns: int = Field(5, ge=1, description="most question-answer turns of a conversation")
+    min_options: int = Field(4, ge=2, description="fewest options of a closed question")
+    max_options: int = Field(5, ge=2, description="most options of a closed question")
+    support: Literal["overlap", "judge"] = Field(
+        "overlap",
+        description="how an answer is checked against the description: term overlap or an LLM judge",
+    )
+    min_support: float = Field(
+        0.5, ge=0, le=1, description="share of the answer's content terms found in the description"
+    )
+    test_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of MCQs held out as the benchmark (never in the training JSON)"
+    )
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 1024
+    seed: int | None = 0
+    concurrency: int = Field(32, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    max_reasks: int = Field(2, ge=0, description="re-asks after a check fails, then the item is rejected")
+    backoff_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    stop_grace_s: float = Field(30.0, ge=0)
+
+
+class AssistantConfig(_Section):
+    """A LLaVA-style assistant (`pathgen assistant train`): CLIP vision tower + causal LLM + projector."""
+
+    vision_feature_layer: int = Field(-2, description="vision hidden layer fed to the projector (LLaVA: -2)")
+    stage1_epochs: float = Field(1.0, ge=0, description="projector pre-training on image-caption pairs")
+    stage1_lr: float = Field(1e-3, gt=0, description="LLaVA recipe: 1e-3")
+    stage2_epochs: float = Field(3.0, ge=0, description="instruction tuning on the conversations")
+    stage2_lr: float = Field(2e-5, gt=0, description="LLaVA recipe: 2e-5 (full); LoRA usually 2e-4")
+    lora: bool = Field(False, description="stage 2 with LoRA adapters on the LLM (merged on save)")
+    tune_vision: bool = Field(
+        False, description="stage 2 also trains the vision tower (LLaVA keeps it frozen)"
+    )
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    batch_size: int = Field(8, gt=0)
+    max_length: int = Field(2048, gt=0, description="tokens per training sequence (longer ones are cut)")
+    seed: int = 0
+
+
 class RunConfig(_Section):
     """A whole run: inputs, run directory and every stage."""
 
@@ -482,6 +537,7 @@ def section_model(name: str) -> type[BaseModel]:
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
     }
     sections["mil"] = MilConfig  # a stand-alone command's settings, not part of a run's config
+    sections |= {"instruct": InstructConfig, "assistant": AssistantConfig}  # commands outside a run
     if name not in sections:
         raise KeyError(f"no config section {name!r}; sections: {', '.join(sections)}")
     return sections[name]

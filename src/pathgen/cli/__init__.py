@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathgen.cli import (  # noqa: F401  (registers the commands)
     agents,
+    assistant,
     audit,
     caption,
     embed,
     evaluate,
     export,
     ingest,
+    instruct,
     mil,
     pipeline,
     plan,

@@ -14,7 +14,8 @@ MODELS = "Models"
 # in which modules happen to be imported, which a formatter may sort).
 COMMAND_ORDER = (
     "tile", "embed", "select", "caption", "export", "plan", "run", "demo", "ingest", "video", "train", "eval",
-    "features", "mil", "agents", "audit", "review",
+    "features", "mil", "agents", "instruct", "assistant",
+    "audit", "review",
 )  # fmt: skip
 
 

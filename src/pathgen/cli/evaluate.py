@@ -49,8 +49,13 @@ def eval_main(
     data: Path = typer.Option(None, "--data", "-d", help="dataset folder in its published layout, or shards"),
     out: Path = typer.Option(None, "--out", "-o", help="folder for results.json, results.md, PNGs, cache"),
     task: list[str] = typer.Option(
-        ["zeroshot"], "--task", "-t", help="zeroshot | linear | fewshot | retrieval (repeatable)"
+        ["zeroshot"], "--task", "-t", help="zeroshot | linear | fewshot | retrieval | mcq (repeatable)"
     ),
+    base_url: list[str] = typer.Option(
+        None, "--base-url", help="mcq: an OpenAI-compatible endpoint serving --model (repeatable)"
+    ),
+    api_key_env: str = typer.Option(None, "--api-key-env", help="mcq: environment variable holding the key"),
+    split: str = typer.Option(None, "--split", help="mcq: the split to ask (default: test where present)"),
     ensemble: bool = typer.Option(False, "--ensemble", help="zero-shot with synonyms x templates"),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="feature cache (default OUT/cache)"),
     device: str = typer.Option(None, "--device", help="cuda, cpu, ... (default: cuda when available)"),
@@ -73,6 +78,10 @@ def eval_main(
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
+    tasks = [t.strip() for item in task for t in item.split(",") if t.strip()]
+    if "mcq" in tasks:
+        _eval_mcq(ctx, tasks, model, benchmark, data, out, base_url, api_key_env, split, device)
+        return
     missing = [n for n, v in (("--model", model), ("--data", data), ("--out", out)) if v is None]
     if benchmark is None and task != ["retrieval"]:
         missing.append("--benchmark")
@@ -83,7 +92,6 @@ def eval_main(
 
     from pathgen.evaluate.run import evaluate
 
-    tasks = [t.strip() for item in task for t in item.split(",") if t.strip()]
     try:
         with Progress(console=console, transient=True) as bar:
             job = bar.add_task("encoding images", total=None)
@@ -107,6 +115,51 @@ def eval_main(
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     _print_result(result, out)
+
+
+def _eval_mcq(
+    ctx: typer.Context,
+    tasks: list[str],
+    model: str | None,
+    benchmark: str | None,
+    data: Path | None,
+    out: Path | None,
+    base_url: list[str] | None,
+    api_key_env: str | None,
+    split: str | None,
+    device: str | None,
+) -> None:
+    """`--task mcq`: a VLM (local HF folder or endpoint) on a PathMMU-style MCQ file: --benchmark FILE,
+    or --benchmark NAME (e.g. pathmmu) with --data its file or folder (data.json / mcq.json)."""
+    if tasks != ["mcq"]:
+        raise fail("--task mcq evaluates a VLM; run it on its own, not with encoder tasks")
+    missing = [n for n, v in (("--model", model), ("--benchmark", benchmark), ("--out", out)) if v is None]
+    if missing:
+        console.print(ctx.get_help())
+        raise fail(f"missing {', '.join(missing)}")
+    assert model is not None and benchmark is not None and out is not None
+    from rich.progress import Progress
+
+    from pathgen.evaluate.mcq import evaluate_mcq
+
+    try:
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("asking questions", total=None)
+            result = evaluate_mcq(
+                model, data if data is not None else benchmark, out, name=benchmark,
+                base_url=base_url or None, api_key_env=api_key_env, split=split, device=device,
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+    entry = result["tasks"]["mcq"]
+    typer.echo(
+        f"mcq: accuracy={entry['accuracy']:.4f} on {entry['n']} questions (chance {entry['chance']:.4f}; "
+        f"{entry['fallback']} random fallbacks, {entry['errors']} errors)"
+    )
+    for subset, sub in entry["subsets"].items():
+        typer.echo(f"  {subset}: accuracy={sub['accuracy']:.4f} (n={sub['n']})")
+    typer.echo(f"results: {out / 'results.json'}")
 
 
 def _print_result(result: dict, out: Path) -> None:

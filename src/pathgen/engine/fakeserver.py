@@ -14,6 +14,8 @@ body), ``drop`` (closes the connection), ``truncated`` (finish_reason=length, te
 prose), ``long`` (summarize answers a far too long caption), ``echo_auth`` (a 401 whose body echoes
 the request's headers, Authorization included, as careless servers and proxies do).
 Each log entry keeps the request's Authorization header (``auth``), so a test can check what was sent.
+The instruct agents' requests (``mcq``, ``conversation``) get grounded JSON items from
+:mod:`pathgen.instruct.fakeanswers`, whose faults plant bad items (``dup_options``, ``leak``, ...).
 
 Structured output, like a real model: a revise request without ``response_format`` is answered with
 prose instead of JSON at ``invalid_json_rate`` (deterministic per request id and attempt), so the
@@ -89,6 +91,10 @@ def agent_of(payload: dict[str, Any]) -> str:
             system += msg["content"]
     if '"medical_statements"' in system:
         return "clean"  # pathgen video's transcript cleaning
+    if '"options"' in system:  # the instruct agents (pathgen.instruct), answered by instruct.fakeanswers
+        return "mcq"
+    if '"turns"' in system:
+        return "conversation"
     if '"edits"' in system:
         return "revise"
     if "caption" in system.lower():
@@ -285,7 +291,12 @@ class FakeServer:
         if fault == "malformed":
             self.log.append(entry)
             return await self._send_raw(writer, 200, b'{"choices": [{"message": {"content": "trunc')
-        text, finish = self._answer(agent, fault)
+        if agent in ("mcq", "conversation"):
+            from pathgen.instruct.fakeanswers import answer
+
+            text, finish = answer(agent, payload, fault), "stop"
+        else:
+            text, finish = self._answer(agent, fault)
         if agent == "clean" and fault is None:
             text = clean_answer(payload)
         entry["ok"] = True

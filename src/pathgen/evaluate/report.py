@@ -13,7 +13,7 @@ from pathgen.rundir import atomic_path, atomic_write, write_json
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1")
 SLIDE_METRICS = ("macro_auc",)  # slide-level (MIL) results also carry it; patch results leave it blank
-TASK_ORDER = ("zeroshot", "linear", "fewshot", "retrieval")
+TASK_ORDER = ("zeroshot", "linear", "fewshot", "retrieval", "mcq")
 
 
 def confusion_png(
@@ -68,6 +68,12 @@ def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.extend(_fewshot_rows(entry))
         elif task == "retrieval":
             rows.append({"task": task, **retrieval_measures(entry)})
+        elif task == "mcq":  # item-weighted overall, then one row per subset (organ / source)
+            rows.append(
+                {"task": task, "accuracy": entry["accuracy"], "n": entry["n"], "chance": entry["chance"]}
+            )
+            for subset, sub in entry.get("subsets", {}).items():
+                rows.append({"task": f"mcq {subset}", "accuracy": sub["accuracy"], "n": sub["n"]})
         elif all(m in entry for m in HEADLINE):
             kappa = (
                 {"quadratic_kappa": entry["quadratic_kappa"]}
