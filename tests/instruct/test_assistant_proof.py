@@ -30,6 +30,7 @@ CHANCE = 1 / 4
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 @pytest.mark.timeout(900)  # ~125 s on an idle 2-core machine; several times that when the CPUs are shared
 def test_tiny_assistant_beats_chance_on_heldout_mcq(tmp_path: Path, crc_patches: Path) -> None:
     import torch

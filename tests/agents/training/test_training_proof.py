@@ -54,6 +54,7 @@ def _descriptions(tmp: Path, crc: Path, captions: Path, n: int) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 @pytest.mark.timeout(900)  # the bar is 180 s on an idle machine; a shared one may be several times slower
 def test_tiny_vlm_learns_the_revise_task(tmp_path, crc_patches, pathgen_captions):
     torch.set_num_threads(2)
