@@ -415,6 +415,10 @@ class InstructConfig(_Section):
         "overlap",
         description="how an answer is checked against the description: term overlap or an LLM judge",
     )
+    judge_model: str | None = Field(
+        None,
+        description="with support 'judge': the judge LLM spec (same base_url); None: the generation model",
+    )
     min_support: float = Field(
         0.5, ge=0, le=1, description="share of the answer's content terms found in the description"
     )

@@ -114,6 +114,11 @@ class Agent:
     def validate(self, text: str, finish_reason: str, ctx: TileContext) -> Verdict:
         raise NotImplementedError
 
+    async def confirm(self, verdict: Verdict, ctx: TileContext, caller: Caller, request_id: str) -> Verdict:
+        """A further, asynchronous check of an answer :meth:`validate` accepted (e.g. a model judge);
+        the verdict it returns takes the same re-ask / reject path. Default: accepted as is."""
+        return verdict
+
     def relaxed(self, text: str, reason: str, ctx: TileContext) -> Outcome:
         """Accept an offline-demo answer that failed a relaxable check, flagged."""
         return Outcome("ok", text.strip(), flags=["offline_demo", f"relaxed:{reason}"])
@@ -143,6 +148,8 @@ class Agent:
             totals.reasks = i
             text = result.text
             verdict = self.validate(text, result.finish_reason, ctx)
+            if verdict.reason is None:
+                verdict = await self.confirm(verdict, ctx, caller, request_id)
             if verdict.reason is None:
                 out = Outcome("ok", verdict.output, verdict.data)
                 break

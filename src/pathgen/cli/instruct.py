@@ -42,6 +42,18 @@ def instruct_cmd(
         "--min-support",
         help="answer terms found in the description " + config_default("instruct", "min_support"),
     ),
+    support: str = typer.Option(
+        None,
+        "--support",
+        help="overlap (answer terms in the description) | judge (an LLM judge) "
+        + config_default("instruct", "support"),
+    ),
+    judge_model: str = typer.Option(
+        None,
+        "--judge-model",
+        help="with --support judge: the judge LLM spec "
+        + config_default("instruct", "judge_model", "--model"),
+    ),
     answer: str = typer.Option("letter", "--answer", help="CLOSE items' target: letter | option | text"),
     limit: int = typer.Option(None, "--limit", min=1, help="only the first N pairs"),
     classes: bool = typer.Option(
@@ -64,7 +76,7 @@ def instruct_cmd(
         "model": model, "base_url": base_url or None, "api_key_env": api_key_env,
         "kinds": [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
         "test_fraction": test_fraction, "concurrency": concurrency, "max_reasks": max_reasks,
-        "min_support": min_support,
+        "min_support": min_support, "support": support, "judge_model": judge_model,
     }  # fmt: skip
     try:
         cfg = InstructConfig(**{k: v for k, v in values.items() if v is not None})

@@ -15,7 +15,9 @@ prose), ``long`` (summarize answers a far too long caption), ``echo_auth`` (a 40
 the request's headers, Authorization included, as careless servers and proxies do).
 Each log entry keeps the request's Authorization header (``auth``), so a test can check what was sent.
 The instruct agents' requests (``mcq``, ``conversation``) get grounded JSON items from
-:mod:`pathgen.instruct.fakeanswers`, whose faults plant bad items (``dup_options``, ``leak``, ...).
+:mod:`pathgen.instruct.fakeanswers`, whose faults plant bad items (``dup_options``, ``leak``, ...);
+its ``judge`` requests (``support: judge``) get a verdict decided by term overlap (faults
+``unsupported``: a planted "not supported"; ``invalid_json``: prose instead of the verdict).
 
 Structured output, like a real model: a revise request without ``response_format`` is answered with
 prose instead of JSON at ``invalid_json_rate`` (deterministic per request id and attempt), so the
@@ -89,6 +91,8 @@ def agent_of(payload: dict[str, Any]) -> str:
     for msg in payload.get("messages", []):
         if msg.get("role") == "system" and isinstance(msg.get("content"), str):
             system += msg["content"]
+    if '"supported"' in system:  # the instruct judge (support: judge), answered by instruct.fakeanswers
+        return "judge"
     if '"medical_statements"' in system:
         return "clean"  # pathgen video's transcript cleaning
     if '"options"' in system:  # the instruct agents (pathgen.instruct), answered by instruct.fakeanswers
@@ -291,7 +295,7 @@ class FakeServer:
         if fault == "malformed":
             self.log.append(entry)
             return await self._send_raw(writer, 200, b'{"choices": [{"message": {"content": "trunc')
-        if agent in ("mcq", "conversation"):
+        if agent in ("mcq", "conversation", "judge"):
             from pathgen.instruct.fakeanswers import answer
 
             text, finish = answer(agent, payload, fault), "stop"

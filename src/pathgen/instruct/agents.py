@@ -22,6 +22,7 @@ from pathgen.agents.base import Agent, Outcome, Verdict
 from pathgen.agents.prompts import Prompt, parse_sections
 from pathgen.config import InstructConfig
 from pathgen.instruct import checks, templates
+from pathgen.instruct.judge import Judge
 
 KINDS = ("conversation", "mcq")
 
@@ -94,10 +95,24 @@ class InstructAgent(Agent):
     uses_image = False  # a text LLM writes from the description, as LLaVA-Med and PathGen did
     kind = "item"
 
-    def __init__(self, prompt: Prompt, generator: Any, params: Any, cfg: InstructConfig):
+    def __init__(
+        self, prompt: Prompt, generator: Any, params: Any, cfg: InstructConfig, judge: Judge | None = None
+    ):
         super().__init__(prompt, generator, params, max_reasks=cfg.max_reasks)
         self.cfg = cfg
         self.name = self.kind
+        self.judge = judge  # support 'judge': the LLM judge replaces the term-overlap check
+
+    @property
+    def min_support(self) -> float:
+        """The term-overlap bar; 0 (off) when a judge decides support."""
+        return self.cfg.min_support if self.judge is None else 0.0
+
+    async def confirm(self, verdict: Verdict, ctx: Pair, caller: Any, request_id: str) -> Verdict:  # type: ignore[override]
+        if self.judge is None or verdict.data is None:
+            return verdict
+        reason = await self.judge.check(self.kind, verdict.data, ctx, caller, request_id)
+        return verdict if reason is None else Verdict(reason)
 
     def template_fields(self, ctx: Pair) -> dict[str, Any]:  # type: ignore[override]
         return {**ctx.fields(), **self.size_fields(ctx)}
@@ -139,7 +154,7 @@ class MCQAgent(InstructAgent):
         item = _letter_answer(item)
         return checks.check_mcq(
             item, ctx.description or ctx.caption, self.cfg.min_options, self.cfg.max_options,
-            self.cfg.min_support,
+            self.min_support,
         )  # fmt: skip
 
     def validate(self, text: str, finish_reason: str, ctx: Pair) -> Verdict:  # type: ignore[override]
@@ -163,7 +178,7 @@ class ConversationAgent(InstructAgent):
         # Conversations explain (what a feature means, a differential): half the MCQ grounding bar.
         return checks.check_conversation(
             item, ctx.description or ctx.caption, self.cfg.min_turns, self.cfg.max_turns,
-            self.cfg.min_support / 2,
+            self.min_support / 2,
         )  # fmt: skip
 
     def template(self, ctx: Pair) -> dict[str, Any]:

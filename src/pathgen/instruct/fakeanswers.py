@@ -6,6 +6,11 @@ parsing, checks, re-asks and formats over real HTTP. Faults plant the bad items 
 reject: ``dup_options``, ``answer_not_in_options``, ``leak`` (the question contains the answer),
 ``unsupported`` (an answer the description does not support), ``blind`` (a LLaVA-Med style "sorry,
 I cannot see the image" turn).
+
+Judge requests (``support: judge``) are decided as a careful reader would, by whether the answers'
+content terms occur in the description (the same share and bar as ``support: overlap``), with the
+terms it misses as the reason; faults plant an ``unsupported`` verdict on any item, or an
+``invalid_json`` answer (prose, not the verdict).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import re
 from typing import Any
 
-from pathgen.instruct.checks import support
+from pathgen.instruct.checks import STOPWORDS, content_terms, stem, support
 from pathgen.instruct.templates import FEATURES, described_terms, rng_for
 
 
@@ -39,7 +44,28 @@ def _field(user: str, name: str) -> str:
     return m.group(1).strip() if m else ""
 
 
+def judge(payload: dict[str, Any], fault: str | None) -> str:
+    """A verdict on the item in a judge request: supported when half the answers' terms are described."""
+    _, user = _texts(payload)
+    description = _field(user, "Description")
+    answers = " ".join(re.findall(r"^Answer: (.*)$", user, re.M))
+    if fault == "invalid_json":
+        return "I think the answer is mostly right, though I am not sure about every detail."
+    if fault == "unsupported":
+        return json.dumps({"supported": False, "reason": "planted: the answer is not in the description"})
+    described = content_terms(description)
+    words = re.findall(r"[a-z][a-z0-9-]+", answers.lower())
+    missing = sorted({w for w in words if w not in STOPWORDS and len(w) > 2 and stem(w) not in described})
+    if answers and support(answers, description) >= 0.5:
+        return json.dumps({"supported": True, "reason": "the description states what the answers say"})
+    return json.dumps(
+        {"supported": False, "reason": f"the description does not mention {', '.join(missing) or 'it'}"}
+    )
+
+
 def answer(agent: str, payload: dict[str, Any], fault: str | None) -> str:
+    if agent == "judge":
+        return judge(payload, fault)
     system, user = _texts(payload)
     description = _field(user, "Description").lower()
     rng = rng_for("fake", agent, description)

@@ -196,7 +196,9 @@ def card(
             "mcq_train": sum(1 for m in mcqs if split_of[m["id"]] == "train"),
             "mcq_test": sum(1 for m in mcqs if split_of[m["id"]] == "test"),
             "rejected": len(rejections),
-            "rejected_by_reason": dict(Counter(f"{r['kind']}:{r['reason']}" for r in rejections)),
+            "rejected_by_reason": dict(
+                Counter(f"{r['kind']}:{str(r['reason']).split(':', 1)[0]}" for r in rejections)
+            ),
             "offline_demo": sum(1 for i in [*conversations, *mcqs] if "offline_demo" in i.get("flags", [])),
         },
         "question_types": dict(

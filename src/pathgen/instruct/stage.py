@@ -4,8 +4,10 @@ Each (pair, kind) is one journalled agent call (:class:`pathgen.engine.journal.J
 pair, the kind, the prompt's version and text, the model and the sampling), so a re-run resumes,
 a finished item is never asked again, and changing a prompt re-asks only that kind. Transport
 failures are retried by the engine; failed checks are re-asked, then rejected with the reason
-(``rejections.json``). Outputs are rebuilt from the journal at the end of every run, so they always
-reflect every item finished so far.
+(``rejections.json``). With ``support: judge`` the answer's grounding is decided by an LLM judge
+(:mod:`pathgen.instruct.judge`) asked through the same caller, its verdicts journalled too. Outputs
+are rebuilt from the journal at the end of every run, so they always reflect every item finished
+so far.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathgen.engine.retry import RetryPolicy
 from pathgen.engine.runner import GracefulStop, Interrupted, run_pool
 from pathgen.instruct import formats, templates
 from pathgen.instruct.agents import ConversationAgent, InstructAgent, MCQAgent, Pair, load_instruct_prompt
+from pathgen.instruct.judge import Judge, load_judge_prompt, reason_code
 from pathgen.models.generators import GenerationError, GenerationParams, Generator, load_generator
 from pathgen.rundir import fingerprint
 
@@ -42,17 +45,48 @@ def split_of(pairs: list[Pair], test_fraction: float, seed: int) -> dict[str, st
     return out
 
 
-def build_agents(cfg: InstructConfig, generator: Generator) -> list[InstructAgent]:
+def build_agents(
+    cfg: InstructConfig, generator: Generator, judge: Generator | None = None
+) -> list[InstructAgent]:
+    """The agents of ``cfg.kinds``; with ``support: judge``, sharing one judge asked through ``judge``."""
     params = GenerationParams(
         temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed
     )
-    return [AGENTS[kind](load_instruct_prompt(kind), generator, params, cfg) for kind in cfg.kinds]
+    shared = None
+    if cfg.support == "judge":
+        shared = Judge(load_judge_prompt(), judge or generator, seed=cfg.seed)
+    return [AGENTS[kind](load_instruct_prompt(kind), generator, params, cfg, shared) for kind in cfg.kinds]
 
 
 def _params_fp(agent: InstructAgent, cfg: InstructConfig) -> str:
     p = agent.params
-    checks = (cfg.min_turns, cfg.max_turns, cfg.min_options, cfg.max_options, cfg.min_support, cfg.support)
+    checks: tuple[object, ...] = (
+        cfg.min_turns, cfg.max_turns, cfg.min_options, cfg.max_options, cfg.min_support, cfg.support,
+    )  # fmt: skip
+    if agent.judge is not None:  # a judged item is re-asked when the judge changes
+        checks = (*checks, agent.judge.identity)
     return fingerprint(p.temperature, p.top_p, p.max_tokens, p.seed, p.extra_body, checks)
+
+
+def _offline(spec: str, base_url: str | list[str] | None) -> bool:
+    """Whether a spec names the offline demo model (``tiny`` without a server: it cannot write JSON)."""
+    return spec.strip() == "tiny" and not base_url
+
+
+def check_judge(cfg: InstructConfig, generator: Generator | None = None) -> None:
+    """Refuse ``support: judge`` with the offline demo model before any work: its answers are not JSON,
+    so it cannot judge, and its items are templates that never reach a judge."""
+    if cfg.support != "judge":
+        return
+    judge = cfg.judge_model or cfg.model
+    writer_offline = generator.offline_demo if generator is not None else _offline(cfg.model, cfg.base_url)
+    judge_offline = _offline(cfg.judge_model, cfg.base_url) if cfg.judge_model else writer_offline
+    if writer_offline or judge_offline:
+        raise ValueError(
+            "support='judge' needs a real LLM (one that answers JSON) for generation and judging; "
+            f"model {cfg.model!r} / judge_model {judge!r} is the offline demo model. "
+            "Use support='overlap' with 'tiny', or give --model/--judge-model with --base-url"
+        )
 
 
 def instruct_stage(
@@ -69,8 +103,7 @@ def instruct_stage(
     out = Path(out)
     if cfg.min_turns > cfg.max_turns or cfg.min_options > cfg.max_options:
         raise ValueError("min_turns/min_options must not exceed max_turns/max_options")
-    if cfg.support == "judge":
-        raise ValueError("support='judge' is not built yet; use support='overlap'")
+    check_judge(cfg, generator)
     out.mkdir(parents=True, exist_ok=True)
     pairs = list(_limited(_read(run, out), limit))
     if not pairs:
@@ -81,10 +114,20 @@ def instruct_stage(
             cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
         )  # fmt: skip
-    agents = build_agents(cfg, generator)
-    summary = asyncio.run(_run(out, pairs, agents, cfg, generator, progress, own))
+    judge = None
+    if cfg.support == "judge" and cfg.judge_model and cfg.judge_model != cfg.model:
+        judge = load_generator(
+            cfg.judge_model, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
+            concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
+        )  # fmt: skip
+    agents = build_agents(cfg, generator, judge)
+    closing = [g for g in (generator if own else None, judge) if g is not None]
+    summary = asyncio.run(_run(out, pairs, agents, cfg, closing, progress))
     rows = _final_rows(out, pairs, agents, cfg)
-    return _write(out, pairs, rows, cfg, {"source": str(run), "model": generator.name}, summary, answer_style)
+    meta = {"source": str(run), "model": generator.name}
+    if agents and agents[0].judge is not None:
+        meta["judge"] = agents[0].judge.generator.name
+    return _write(out, pairs, rows, cfg, meta, summary, answer_style)
 
 
 def _read(run: Path, out: Path) -> Any:
@@ -116,12 +159,14 @@ async def _run(
     pairs: list[Pair],
     agents: list[InstructAgent],
     cfg: InstructConfig,
-    generator: Generator,
+    closing: list[Generator],
     progress: bool,
-    own: bool,
 ) -> dict[str, Any]:
     keys = _keys(pairs, agents, cfg)
     journal = Journal(out / "journal.sqlite")
+    for agent in agents:
+        if agent.judge is not None:
+            agent.judge.bind(journal)
     known = journal.get_many(keys.values())
     todo = [(p, a) for a in agents for p in pairs if keys[(p.key, a.kind)] not in known]
     stats = Stats(total=len(pairs) * len(agents), skipped=len(pairs) * len(agents) - len(todo))
@@ -154,7 +199,7 @@ async def _run(
         stats.done += 1
         if outcome.status == "rejected":
             stats.failed += 1
-            stats.reasons[f"rejected:{agent.kind}:{outcome.error}"] += 1
+            stats.reasons[f"rejected:{agent.kind}:{reason_code(outcome.error)}"] += 1
 
     pool = asyncio.ensure_future(
         run_pool(todo, one, cfg.concurrency, stats, progress=progress, should_stop=lambda: stop.requested)
@@ -169,7 +214,7 @@ async def _run(
         stop.restore()
         window.close()
         journal.close()
-        if own:
+        for generator in closing:
             await generator.aclose()
     if stop.signum is not None:
         raise Interrupted(stop.signum, journal.written, stats.done + stats.skipped, stats.total, stop.forced)
