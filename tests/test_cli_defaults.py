@@ -8,6 +8,7 @@ wrong field, fails here.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import typer
 from typer.testing import CliRunner
@@ -113,3 +114,26 @@ def test_every_shown_default_is_the_config_default():
 def test_help_follows_a_changed_config_default(monkeypatch):
     monkeypatch.setattr(CaptionConfig.model_fields["concurrency"], "default", 7)
     assert _shown_defaults("caption")["--concurrency"] == "7"
+
+
+def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command of the app, sub-commands of groups (``mil train``, ``assistant train``) included."""
+    ctx = type(group).context_class(group)  # typer may bring its own click: no isinstance on click's
+    paths = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if hasattr(command, "list_commands"):
+            paths += _command_paths(command, (*prefix, name))
+        elif command is not None:
+            paths.append((*prefix, name))
+    return paths
+
+
+def test_no_command_or_sub_command_shows_an_unfilled_default_marker():
+    root = typer.main.get_command(app)
+    paths = _command_paths(root)
+    assert ("assistant", "train") in paths and ("mil", "train") in paths  # sub-apps are walked
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<<" not in result.output, (path, result.output)

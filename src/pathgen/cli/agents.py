@@ -9,10 +9,11 @@ from pathlib import Path
 
 import typer
 
-from pathgen.cli.app import MODELS, app
+from pathgen.cli.app import MODELS, FilledGroup, app
 from pathgen.cli.common import console, fail, summary_table
 
 agents_app = typer.Typer(
+    cls=FilledGroup,
     help=(
         "Train the caption agents the PathGen way: `data` builds the describe / revise / summarize "
         "sets from a run, `train` fine-tunes a VLM on one (TRL SFT, optional LoRA), `eval` scores it."

@@ -19,10 +19,11 @@ COMMAND_ORDER = (
 )  # fmt: skip
 
 
-class PipelineOrderGroup(TyperGroup):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
+class FilledGroup(TyperGroup):
+    """A command group whose commands show the config defaults in their help text.
+
+    Every group (the top level and each sub-app such as `mil`, `agents`, `assistant`) uses it, so
+    no command's help can show an unfilled ``<<section.field>>`` marker."""
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -35,6 +36,12 @@ class PipelineOrderGroup(TyperGroup):
         if command is not None:
             fill_command(command)
         return name, command, rest
+
+
+class PipelineOrderGroup(FilledGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
 
 app = typer.Typer(

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
-from pathgen.cli.app import MODELS, app
+from pathgen.cli.app import MODELS, FilledGroup, app
 from pathgen.cli.common import console, fail
 from pathgen.cli.defaults import config_default
 
-assistant_app = typer.Typer(help="The pathology assistant (LLaVA-style): `train`.", no_args_is_help=True)
+assistant_app = typer.Typer(
+    cls=FilledGroup, help="The pathology assistant (LLaVA-style): `train`.", no_args_is_help=True
+)
 app.add_typer(assistant_app, name="assistant", rich_help_panel=MODELS)
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import typer
-from typer.core import TyperGroup
 
-from pathgen.cli.app import MODELS, PIPELINE, app
+from pathgen.cli.app import MODELS, PIPELINE, FilledGroup, app
 from pathgen.cli.common import (
     EXECUTOR_HELP,
     RAY_ADDRESS_HELP,
@@ -27,21 +25,8 @@ from pathgen.cli.common import (
 )
 from pathgen.cli.defaults import config_default
 
-
-class _FilledGroup(TyperGroup):
-    """Fills the config-default markers of a sub-command's help (as the top-level group does)."""
-
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
-        from pathgen.cli.defaults import fill_command
-
-        name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:
-            fill_command(command)
-        return name, command, rest
-
-
 mil_app = typer.Typer(
-    cls=_FilledGroup,
+    cls=FilledGroup,
     help=(
         "Slide-level multiple-instance learning on `pathgen features` files (or CLAM/TRIDENT h5): "
         "mean-pool, ABMIL, ACMIL; `train` then `eval` (metrics + attention heatmaps)."
