@@ -1,12 +1,17 @@
 """The embed stage under the Ray executor (Ray Data: chunk reads, an encoder actor pool) gives the
-local stage's bytes, resumes per slide, and keeps an unreadable tile a zero row plus an error.
+local stage's bytes, resumes per slide, keeps an unreadable tile a zero row plus an error, and
+survives an encoder actor killed mid-stage (issue 10, item 5).
 
-One local Ray instance with 2 CPUs for the module; a few dozen tiles of the real sample slides.
+One local Ray instance with 2 CPUs for the module; a few hundred tiles of the real sample slides.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -88,3 +93,91 @@ def test_ray_embeds_the_local_bytes_and_resumes_per_slide(
     assert len(files) == 5  # three arrays, meta.json, errors.json
     again = embed_stage(ray_run, CFG, executor=ray_executor)
     assert again["up_to_date"] and again["skipped"] == 3
+
+
+def _my_encoder_actors() -> list[int]:
+    """Processes of this module's Ray instance (the raylet's children; the raylet is this process's
+    child) hosting an encoder actor: Ray titles them ``ray::MapWorker(...EncoderActor...)``.
+
+    Other processes on the machine (another Ray instance, another test run) are never touched.
+    """
+
+    def ppid(pid: int) -> int:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0]
+            ours = title.startswith(b"ray::MapWorker(") and b"EncoderActor" in title
+            if ours and ppid(ppid(int(name))) == os.getpid():
+                found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _written(run: RunDir) -> dict[str, int]:
+    """Slides whose array is written -> its mtime (atomic_path's hidden temporary files are not)."""
+    found = {}
+    for path in run.embeddings.glob("*.npy") if run.embeddings.exists() else []:
+        try:
+            if not path.name.startswith("."):
+                found[path.name] = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def test_a_killed_encoder_actor_loses_no_slide_and_writes_the_local_bytes(
+    ray_executor, one_thread, tmp_path, cmu_small
+):
+    """SIGKILL the encoder actor once a slide is written and others are still in flight: Ray
+    restarts the actor and retries its batches, every slide is written once, with the local bytes."""
+    from pathgen.slides.stage import tile_stage
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("finding Ray's actor processes reads /proc (Linux)")
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    n = 6
+    for i in range(n):  # links to a real slide: each chunk is real decoding and encoding work
+        (folder / f"cmu-{i}.svs").symlink_to(cmu_small)
+    base = RunDir(tmp_path / "base")
+    assert tile_stage([str(folder)], base, TileConfig(size=224, workers=1))["done"] == n
+    assert pq.read_table(base.tiles).num_rows > 200  # dozens of chunks: seconds of work to land in
+    local = _run(base, tmp_path / "local")
+    assert embed_stage(local, CFG)["done"] == n
+    expected = {p.name: p.read_bytes() for p in sorted(local.embeddings.iterdir())}
+
+    for attempt in range(3):  # the stage may finish before the actor is caught: then run it again
+        run = _run(base, tmp_path / f"killed-{attempt}")
+        killed: list[int] = []
+        before: dict[str, int] = {}  # slides written before the kill -> mtime
+        with ThreadPoolExecutor(1) as pool:
+            stage = pool.submit(embed_stage, run, CFG, executor=ray_executor)
+            while not stage.done() and not killed:
+                written = _written(run)
+                if 0 < len(written) < n:
+                    for pid in _my_encoder_actors():
+                        before = written
+                        os.kill(pid, signal.SIGKILL)  # as a node failure or an OOM killer would
+                        killed.append(pid)
+                        break
+                time.sleep(0.002)
+            summary = stage.result()
+        if killed:
+            break
+    else:
+        pytest.fail("no encoder actor was caught mid-stage in 3 runs")
+
+    assert summary["done"] == n and summary["failed"] == 0 and summary["skipped"] == 0
+    assert {p.name: p.read_bytes() for p in sorted(run.embeddings.iterdir())} == expected
+    after = {name: (run.embeddings / name).stat().st_mtime_ns for name in before}
+    assert after == before, "a slide written before the kill is not written again"
+    again = embed_stage(run, CFG, executor=ray_executor)
+    assert again["up_to_date"] and again["skipped"] == n

@@ -15,6 +15,11 @@ Results are bit-identical to the local runner's when the encoder runs with the s
 threads (a CPU actor uses as many as it reserved: one by default): on CPU, a few batch shapes give
 float results whose last bit depends on how many threads split the matrix products.
 
+A killed encoder actor (a node lost, an OOM kill) costs no chunk: Ray Data creates pool actors with
+``max_restarts=-1`` and ``max_task_retries=-1`` unless told otherwise, so the actor is restarted and
+its in-flight batches run again; a chunk whose result came back twice is counted once by the
+driver's :class:`~pathgen.embedding.plan.SlideAssembler` (tests/test_embed_ray.py kills one).
+
 Why ``batch_size=1`` (one chunk) in both steps: a chunk already is one forward pass of
 ``embed.batch_size`` tiles, cut inside one slide; letting Ray re-batch rows would change which
 tiles share a forward pass, and so the last bits of the features (see ``plan``).
