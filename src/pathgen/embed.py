@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pathgen.config import EmbedConfig
-from pathgen.embedding.plan import ChunkResult, EmbedJob, SlideAssembler, SlideTiles
+from pathgen.embedding.plan import ChunkResult, EmbedJob, SlideTiles, whole_slides
 from pathgen.embedding.tiles import TileDataset
 from pathgen.executors import Executor
 from pathgen.rundir import RunDir, atomic_path, file_identity, fingerprint, write_json
@@ -253,18 +253,11 @@ def _collect(
         errors: dict[str, Any] = json.loads(errors_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         errors = {}
-    assembler = SlideAssembler(job, dim)
     done = failed = bad_total = 0
     last_meta = time.monotonic()
     t0 = time.perf_counter()
     try:
-        for result in results:
-            s = assembler.add(result)
-            bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
-            if s is None:
-                continue
-            sid = job.slides[s].slide_id
-            buf, tile_errors = assembler.pop(s)
+        for sid, buf, tile_errors in whole_slides(job, results, dim, bar):
             status = _finish(run, sid, buf, tile_errors, hashes[sid], meta, errors)
             done += status == "done"
             failed += status == "failed"

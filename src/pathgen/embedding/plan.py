@@ -11,6 +11,7 @@ written at once (resume per slide).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,3 +125,20 @@ class SlideAssembler:
         """A complete slide's array and its tile errors in row order; its memory is released."""
         errors = sorted(self._errors.pop(slide, []))
         return self._bufs.pop(slide), errors
+
+
+def whole_slides(
+    job: EmbedJob, results: Iterable[ChunkResult], dim: int, bar: Any
+) -> Iterator[tuple[str, np.ndarray, list[tuple[int, str]]]]:
+    """``(slide_id, array, tile errors)`` for each slide the moment its last chunk arrives.
+
+    The one loop every consumer of chunk results (``embed``, ``features``) runs: chunks are put
+    in place (a retried chunk counted once), the progress bar advances per chunk, and a finished
+    slide's buffer leaves memory as it is handed over."""
+    assembler = SlideAssembler(job, dim)
+    for result in results:
+        s = assembler.add(result)
+        bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
+        if s is not None:
+            buf, tile_errors = assembler.pop(s)
+            yield job.slides[s].slide_id, buf, tile_errors

@@ -210,22 +210,12 @@ def tiny_llm(folder: Path, seed: int = 0) -> Path:
     """Write a tiny random Llama (2 layers, 64 wide) with pathgen's tiny BPE tokenizer to ``folder``:
     the offline stand-in for an LLM (``--llm tiny``), built in code, no download."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from pathgen.models.tiny_vlm import tiny_llama_config
 
     tokenizer = _tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    config = tiny_llama_config(tokenizer, max_positions=512, tie_word_embeddings=False)
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -41,7 +41,7 @@ def features_stage(
 ) -> dict[str, Any]:
     """Write ``OUT/h5_files/<slide>.h5`` for every ok slide of ``run``; returns the stage summary."""
     from pathgen.embed import _ok_slides, _runner, embedding_path, read_meta, tiles_hash
-    from pathgen.embedding.plan import EmbedJob, SlideAssembler
+    from pathgen.embedding.plan import EmbedJob, whole_slides
     from pathgen.embedding.plan import SlideTiles as JobSlide
     from pathgen.models.encoders import canonical_spec
     from pathgen.tables import SlideTiles
@@ -111,18 +111,11 @@ def features_stage(
     runner = _runner(spec, cfg, executor)
     results, encoder, where = runner.run(job), runner.encoder, runner.where
     summary["device"] = where
-    assembler = SlideAssembler(job, encoder.dim)
     from pathgen.executors.progress import progress
 
     try:
         with progress("features", len(job.chunks)) as bar:
-            for result in results:
-                s = assembler.add(result)
-                bar.advance(job.slides[job.chunks[result.chunk].slide].slide_id)
-                if s is None:
-                    continue
-                sid = job.slides[s].slide_id
-                buf, tile_errors = assembler.pop(s)
+            for sid, buf, tile_errors in whole_slides(job, results, encoder.dim, bar):
                 bad = {row for row, _ in tile_errors}
                 keep = np.array([i for i in range(len(buf)) if i not in bad], np.int64)
                 if not len(keep):

@@ -88,6 +88,26 @@ def build_tokenizer(corpus: Path | None = None, vocab_size: int = 600) -> Any:
     return fast
 
 
+def tiny_llama_config(tokenizer: Any, max_positions: int, **extra: Any) -> Any:
+    """The one tiny Llama shape (2 layers, 64 wide) behind every offline stand-in LLM: the tiny
+    VLM's language model here and the assistant's ``--llm tiny`` (``instruct.model``)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
 def build_tiny_vlm(corpus: Path | None = None, seed: int = 0, vocab_size: int = 600) -> tuple[Any, Any]:
     """Return ``(model, processor)`` of a fresh tiny random LLaVA (eval mode, CPU, float32).
 
@@ -98,7 +118,6 @@ def build_tiny_vlm(corpus: Path | None = None, seed: int = 0, vocab_size: int = 
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -116,18 +135,7 @@ def build_tiny_vlm(corpus: Path | None = None, seed: int = 0, vocab_size: int = 
         patch_size=patch,
         projection_dim=32,
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = tiny_llama_config(tokenizer, max_positions=1024)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
