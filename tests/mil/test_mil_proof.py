@@ -147,6 +147,7 @@ def train_tiny_clip(crc: Path, out: Path, steps: int = 160) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.proof
 @pytest.mark.timeout(600)
 def test_abmil_finds_planted_tumour_tiles(crc_patches, tmp_path):
     import torch

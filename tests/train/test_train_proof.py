@@ -81,6 +81,8 @@ def build_sets(crc: Path, shards: Path, heldout: Path) -> int:
 EPOCHS = 4
 
 
+@pytest.mark.slow
+@pytest.mark.proof
 @pytest.mark.timeout(600)
 def test_tiny_clip_learns_crc_classes_from_scratch(crc_patches, tmp_path):
     n = build_sets(crc_patches, tmp_path / "shards", tmp_path / "heldout")
