@@ -21,6 +21,7 @@ import pytest
 from pathgen.config import EmbedConfig, ExecutorConfig, TileConfig
 from pathgen.embed import embed_stage
 from pathgen.rundir import RunDir
+from raykill import my_ray_workers
 
 CFG = EmbedConfig(encoder="tiny", workers=0, batch_size=8, device="cpu", precision="fp32")
 TCGA = "tcga-cr-7395-01a-01-ts1"
@@ -96,29 +97,8 @@ def test_ray_embeds_the_local_bytes_and_resumes_per_slide(
 
 
 def _my_encoder_actors() -> list[int]:
-    """Processes of this module's Ray instance (the raylet's children; the raylet is this process's
-    child) hosting an encoder actor: Ray titles them ``ray::MapWorker(...EncoderActor...)``.
-
-    Other processes on the machine (another Ray instance, another test run) are never touched.
-    """
-
-    def ppid(pid: int) -> int:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                title = f.read().split(b"\0")[0]
-            ours = title.startswith(b"ray::MapWorker(") and b"EncoderActor" in title
-            if ours and ppid(ppid(int(name))) == os.getpid():
-                found.append(int(name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
+    """Our Ray instance's encoder actors: Ray titles them ``ray::MapWorker(...EncoderActor...)``."""
+    return my_ray_workers(b"ray::MapWorker(", b"EncoderActor")
 
 
 def _written(run: RunDir) -> dict[str, int]:

@@ -21,6 +21,7 @@ from pathgen.config import ExecutorConfig, TileConfig
 from pathgen.executors import make_executor
 from pathgen.rundir import RunDir
 from pathgen.slides.stage import tile_stage
+from raykill import my_ray_workers
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'pathgen-vl[ray]'")
 
@@ -42,24 +43,9 @@ def many_slides(tmp_path: Path, cmu_small: Path, tcga_jp2k: Path) -> Path:
     return folder
 
 
-def _task_pids() -> list[int]:
-    """Ray worker processes that are running a task of ours right now (title `ray::_apply`)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if cmd.startswith(b"ray::_apply"):
-            pids.append(int(entry.name))
-    return pids
-
-
 def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
     while not stop.is_set() and not killed:
-        for pid in _task_pids():
+        for pid in my_ray_workers(b"ray::_apply"):
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

@@ -25,6 +25,7 @@ from pathgen.executors.local import LocalExecutor
 from pathgen.export.dataset import MARKER
 from pathgen.export.stage import export_stage
 from pathgen.rundir import RunDir
+from raykill import my_ray_workers
 
 CFG = ExportConfig(samples_per_shard=3, image_size=96, gallery_max_items=4)
 
@@ -90,32 +91,6 @@ def test_ray_export_gives_the_local_bytes_and_is_then_up_to_date(base_run, ray_e
     assert _digests(ray_run.export) == b
 
 
-def _my_ray_task_workers(task: str = "ray::_apply") -> list[int]:
-    """Worker processes of this test's Ray instance (raylet's children; the raylet is ours) running a task.
-
-    Other processes on the machine (another Ray instance, another test run) are never touched.
-    """
-
-    def ppid(pid: int) -> int:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read().startswith(task.encode()):
-                    continue
-            if ppid(ppid(pid)) == os.getpid():
-                found.append(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def test_a_killed_ray_worker_loses_no_pair_and_writes_none_twice(base_run, ray_executor, tmp_path):
     if not Path("/proc/self/stat").exists():
         pytest.skip("finding Ray's worker processes reads /proc (Linux)")
@@ -128,7 +103,7 @@ def test_a_killed_ray_worker_loses_no_pair_and_writes_none_twice(base_run, ray_e
         worker = threading.Thread(target=_export_into, args=(result, run, cfg, ray_executor))
         worker.start()
         while worker.is_alive() and not killed:
-            for pid in _my_ray_task_workers():
+            for pid in my_ray_workers(b"ray::_apply"):
                 os.kill(pid, signal.SIGKILL)  # as a node or an OOM killer would
                 killed.append(pid)
                 break

@@ -225,22 +225,15 @@ def tiny_llm(folder: Path, seed: int = 0) -> Path:
 def _tiny_tokenizer(vocab_size: int = 1000) -> Any:
     """A byte-level BPE over every byte (any text encodes without ``<unk>``), merges learned from
     the morphology prompts shipped with pathgen and the chat format's words."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from pathgen.models.tiny_vlm import SPECIAL_TOKENS, _packaged_texts
+    from pathgen.models.tiny_vlm import _packaged_texts, train_bpe
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
     chat = "USER: ASSISTANT: Answer with the option's letter from the given choices directly. A) B) C) D) E)"
-    tok.train_from_iterator([*_packaged_texts(), chat], trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+        tokenizer_object=train_bpe([*_packaged_texts(), chat], vocab_size, byte_complete=True),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
     )

@@ -62,22 +62,31 @@ def _corpus_texts(corpus: Path | None, limit: int = 2000) -> list[str]:
     return [r["caption"] for r in records[:limit] if isinstance(r, dict) and r.get("caption")]
 
 
-def build_tokenizer(corpus: Path | None = None, vocab_size: int = 600) -> Any:
-    """Train a byte-level BPE in-process and wrap it as a transformers fast tokenizer."""
+def train_bpe(texts: list[str], vocab_size: int, byte_complete: bool = False) -> Any:
+    """A byte-level BPE (``tokenizers``) with pathgen's special tokens, trained in-process on ``texts``.
+
+    ``byte_complete`` seeds the vocabulary with all 256 byte symbols, so any text encodes without
+    ``<unk>`` (the assistant's tiny LLM); without it only bytes seen in ``texts`` are known, as the
+    tiny VLM has always been built."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    alphabet = {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()} if byte_complete else {}
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        show_progress=False,
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False, **alphabet
     )
-    tok.train_from_iterator(_corpus_texts(corpus), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(corpus: Path | None = None, vocab_size: int = 600) -> Any:
+    """Train a byte-level BPE in-process and wrap it as a transformers fast tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=train_bpe(_corpus_texts(corpus), vocab_size),
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
