@@ -113,9 +113,9 @@ def train_assistant(
         p.requires_grad_(False)
     model.config.use_cache = True
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    from pathgen.models.hf_folder import save_hf_folder
+
+    save_hf_folder(model, processor, out)
     summary = {
         "clip": str(clip),
         "llm": llm,

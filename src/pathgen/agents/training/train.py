@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 from pathgen.agents.training import sft
 from pathgen.agents.training.config import AgentTrainConfig
 from pathgen.agents.training.formats import read_chat
-from pathgen.rundir import atomic_path, atomic_write, dir_mode, write_json
+from pathgen.rundir import atomic_path, atomic_write, write_json
 
 TINY_VOCAB = 2000
 ENV_LAUNCHED = "PATHGEN_AGENTS_TORCHRUN"
@@ -208,24 +207,12 @@ def train_agent(
 
 
 def save_model(model: Any, processor: Any, out: Path) -> None:
-    """Write model + processor beside ``out`` and move the files in, so a reader never loads a
-    half-written model (each file is replaced in one rename)."""
+    """The trained model with its generation ids set, saved as pathgen saves HF folders
+    (:func:`pathgen.models.hf_folder.save_hf_folder`: atomic per file, umask modes)."""
     model = model.eval()
     tokenizer = getattr(processor, "tokenizer", processor)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-    try:
-        os.chmod(tmp, dir_mode())
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for path in sorted(tmp.iterdir()):
-            target = out / path.name
-            if path.is_dir():
-                if target.exists():
-                    shutil.rmtree(target)
-                os.rename(path, target)
-            else:
-                os.replace(path, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    from pathgen.models.hf_folder import save_hf_folder
+
+    save_hf_folder(model, processor, out)
